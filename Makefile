@@ -1,0 +1,59 @@
+# aimachine: one playbook turns a GPU box into a verified private coding-model endpoint.
+# Quick start: `make demo` (CPU, local container, tiny model) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INVENTORY ?= inventories/workstation
+SCENARIOS ?= default
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help setup lint pytest images molecule test demo demo-destroy deploy check verify clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.stamp: requirements.txt scripts/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e scripts
+	touch $@
+
+setup: $(BIN)/.stamp ## Create .venv with the pinned controller toolchain
+
+lint: setup ## yamllint, ansible-lint (production profile), ruff
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+pytest: setup ## Unit and end-to-end tests of the Python and the roles' data
+	$(BIN)/pytest
+
+images: ## Build the systemd base images for molecule (debootstrap; only when their recipe changed)
+	molecule/images/build.sh bookworm
+
+molecule: setup images ## Molecule scenarios: converge, idempotence, check, verify
+	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s; done
+
+test: lint pytest molecule ## Everything CI runs
+
+demo: setup images ## Deploy the whole appliance into a local systemd container (CPU, tiny model)
+	$(BIN)/molecule create -s demo
+	$(BIN)/molecule prepare -s demo --force
+	$(BIN)/molecule converge -s demo
+	@scripts/demo-summary.sh
+
+demo-destroy: setup ## Remove the demo container
+	$(BIN)/molecule destroy -s demo
+
+deploy: setup ## Deploy to INVENTORY (default inventories/workstation)
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml
+
+check: setup ## Dry run against INVENTORY: what would change
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml --check --diff
+
+clean: ## Remove the venv and caches (models and images are kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

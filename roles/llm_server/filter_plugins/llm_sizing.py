@@ -1,0 +1,463 @@
+"""Size a vLLM deployment from the model's shape and the GPU's memory.
+
+Ansible filters (and plain functions, stdlib only, so tests import this file directly):
+
+- ``llm_kv_bytes_per_token``: KV-cache bytes one token costs, from config.json or model properties.
+- ``llm_model_props``: model properties (llm_model's ``llm_model_properties`` shape) from config.json.
+- ``llm_vllm_sizing``: ``max_model_len``, ``max_num_seqs``, ``gpu_memory_utilization`` and the
+  arithmetic behind them; fails with the numbers and a suggestion when the profile cannot fit.
+
+How vLLM spends a GPU (vLLM 0.33.0, vllm/v1/worker/gpu_worker.py and vllm/v1/worker/utils.py):
+it asks for ``ceil(total_memory * gpu_memory_utilization)`` bytes and refuses to start unless
+that much is free; inside that budget go the weights, the activation peak of a profiling
+forward pass over ``max_num_batched_tokens`` tokens, the CUDA-graph pool (measured and charged
+to the budget by default since v0.21.0), and the rest becomes the KV cache. A request longer
+than the KV cache holds is refused at start-up (QwenLM/Qwen3#295). docs/sizing.md walks
+through one example with every number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+try:  # Inside Ansible the error is an AnsibleFilterError; standalone a ValueError.
+    from ansible.errors import AnsibleFilterError as _BaseError
+except ImportError:  # pragma: no cover - depends on the environment
+    _BaseError = ValueError  # type: ignore[misc,assignment]
+
+GIB = 1024**3
+MIB = 1024**2
+
+# --- constants, each with its source -------------------------------------------------------
+# A card that also drives a desktop loses about 1.2 GB to it (REFERENCES.md, vLLM settings).
+# A real capture of an idle KDE/Wayland desktop shows 596 MiB used (scripts/tests/data/
+# nvidia-smi/rtx-4080-super.query-gpu.csv); browsers and compositors grow it, so keep 1.2 GB.
+DESKTOP_RESERVE_BYTES = 1_200_000_000
+# The CUDA context and the allocator's slack live outside vLLM's budget: vLLM checks that the
+# budget is free *after* its own context exists. 0.5 GiB is an estimate to check against the
+# first real start (docs/sizing.md says how).
+CUDA_CONTEXT_BYTES = GIB // 2
+# Never hand vLLM more than this share of a card: free memory moves between preflight and
+# start, and vLLM refuses to start if its budget is not free.
+MAX_GPU_MEMORY_UTILIZATION = 0.95
+# CUDA graphs: 1-3 GiB (vllm#11251). Since v0.21.0 vLLM measures the graph pool and takes it
+# out of the KV cache, so this estimate only decides whether our max_model_len still fits.
+CUDA_GRAPH_BYTES = GIB
+# cuBLAS/Triton workspaces and torch.compile buffers that the profiling pass also counts.
+RUNTIME_FIXED_BYTES = GIB // 2
+# When the model's shapes are unknown, the activation peak is taken as this.
+ACTIVATION_FALLBACK_BYTES = GIB
+# Keep 10% of the estimated KV cache spare, so a low estimate above cannot make vLLM refuse
+# max_model_len at start.
+KV_SAFETY_FACTOR = 0.90
+# vLLM pages the KV cache in blocks of 16 tokens (CacheConfig.block_size default on CUDA).
+KV_BLOCK_TOKENS = 16
+# Context lengths are rounded down to this step when they have to shrink.
+CONTEXT_STEP = 1024
+
+DEFAULT_PROFILE: dict[str, Any] = {
+    # Wanted context; None means the model's own max_position_embeddings.
+    "max_model_len": 32768,
+    # Below this context the deployment is useless for coding assistants: fail instead.
+    "min_model_len": 8192,
+    # Concurrent sequences (vLLM's max_num_seqs). A private endpoint serves a few users.
+    "max_num_seqs": 16,
+    # Prefill chunk; vLLM's own default for the OpenAI server on <70 GiB cards is 2048
+    # (EngineArgs.get_batch_defaults, vLLM 0.33.0).
+    "max_num_batched_tokens": 2048,
+    "tensor_parallel_size": 1,
+    # "auto": the model's dtype. fp8 halves the KV cache but has failed on Ampere (vllm#7714).
+    "kv_cache_dtype": "auto",
+    # None: computed. A number overrides the computed utilization (still checked).
+    "gpu_memory_utilization": None,
+    "cuda_graph_bytes": CUDA_GRAPH_BYTES,
+    "enforce_eager": False,
+}
+
+_DTYPE_BYTES = {
+    "float32": 4,
+    "float": 4,
+    "fp32": 4,
+    "float16": 2,
+    "half": 2,
+    "fp16": 2,
+    "bfloat16": 2,
+    "bf16": 2,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
+    "fp8_inc": 1,
+    "fp8_ds_mla": 1,
+}
+
+# Model-property aliases: llm_model_properties names first, then Hugging Face config names.
+_ALIASES = {
+    "layers": ("layers", "num_hidden_layers", "n_layer", "num_layers"),
+    "attention_heads": ("attention_heads", "num_attention_heads", "n_head"),
+    "kv_heads": ("kv_heads", "num_key_value_heads"),
+    "head_dim": ("head_dim",),
+    "hidden_size": ("hidden_size", "n_embd"),
+    "intermediate_size": ("intermediate_size",),
+    "vocab_size": ("vocab_size",),
+    "max_position_embeddings": ("max_position_embeddings",),
+    "weights_bytes": ("weights_bytes",),
+    "dtype": ("dtype", "torch_dtype"),
+}
+
+
+class SizingError(_BaseError):  # type: ignore[misc,valid-type]
+    """The profile does not fit, or the inputs are unusable. The message carries the numbers."""
+
+
+def _get(props: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    for name in _ALIASES.get(key, (key,)):
+        value = props.get(name)
+        if value not in (None, ""):
+            return value
+    return default
+
+
+def _int(value: Any, what: str) -> int:
+    """Ansible hands numbers over as strings; accept both, reject anything else clearly."""
+    if isinstance(value, bool):
+        raise SizingError(f"{what} must be a number, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise SizingError(f"{what} must be an integer, got {value!r}") from None
+    return number
+
+
+def _positive_int(value: Any, what: str) -> int:
+    number = _int(value, what)
+    if number <= 0:
+        raise SizingError(f"{what} must be positive, got {number}")
+    return number
+
+
+def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Multimodal checkpoints nest the language model's shape under text_config."""
+    nested = config.get("text_config")
+    if isinstance(nested, Mapping) and "num_hidden_layers" in nested:
+        merged = dict(config)
+        merged.update(nested)
+        return merged
+    return config
+
+
+def dtype_bytes(dtype: Any) -> int:
+    """Bytes per element of a config dtype or a vLLM kv_cache_dtype."""
+    name = str(dtype).strip().lower().removeprefix("torch.")
+    if name not in _DTYPE_BYTES:
+        raise SizingError(f"unknown dtype {dtype!r}; known: {', '.join(sorted(_DTYPE_BYTES))}")
+    return _DTYPE_BYTES[name]
+
+
+def _kv_element_bytes(props: Mapping[str, Any], kv_cache_dtype: str) -> int:
+    if kv_cache_dtype and kv_cache_dtype != "auto":
+        return dtype_bytes(kv_cache_dtype)
+    # "auto" keeps the model dtype; AWQ checkpoints are float16, unknown ones are taken as 16 bit.
+    dtype = _get(props, "dtype")
+    if dtype in (None, "", "unknown", "auto"):
+        return 2
+    return dtype_bytes(dtype)
+
+
+def _kv_shape(config: Mapping[str, Any], kv_cache_dtype: str) -> tuple[int, int, int, int]:
+    """(layers, KV heads, head dim, bytes per element) of a config.json or model properties."""
+    if not isinstance(config, Mapping):
+        raise SizingError(f"model config must be a mapping, got {type(config).__name__}")
+    props = _text_config(config)
+    layers = _positive_int(_get(props, "layers"), "num_hidden_layers")
+    heads = _positive_int(_get(props, "attention_heads"), "num_attention_heads")
+    kv_heads = _positive_int(_get(props, "kv_heads", heads), "num_key_value_heads")
+    head_dim_value = _get(props, "head_dim")
+    if head_dim_value is None:
+        head_dim = _positive_int(_get(props, "hidden_size"), "hidden_size") // heads
+    else:
+        head_dim = _positive_int(head_dim_value, "head_dim")
+    return layers, kv_heads, head_dim, _kv_element_bytes(props, kv_cache_dtype)
+
+
+def kv_bytes_per_token(
+    config: Mapping[str, Any], kv_cache_dtype: str = "auto", tensor_parallel_size: int = 1
+) -> int:
+    """KV-cache bytes per token: 2 (K and V) x layers x KV heads x head dim x element size.
+
+    With tensor parallelism each GPU holds its share of the KV heads (at least one: vLLM
+    replicates heads when there are fewer heads than GPUs), and the result is per GPU.
+    Qwen2.5-7B: 2 x 28 x 4 x 128 x 2 bytes = 57344 bytes (56 KiB).
+    """
+    layers, kv_heads, head_dim, element = _kv_shape(config, kv_cache_dtype)
+    tp = _positive_int(tensor_parallel_size, "tensor_parallel_size")
+    return 2 * layers * max(1, kv_heads // tp) * head_dim * element
+
+
+def model_props(config: Mapping[str, Any], weights_bytes: int | str | None = None) -> dict[str, Any]:
+    """Model properties in llm_model's shape from a config.json (plus the weights' size)."""
+    props = _text_config(config)
+    heads = _positive_int(_get(props, "attention_heads"), "num_attention_heads")
+    hidden = _get(props, "hidden_size")
+    head_dim = _get(props, "head_dim")
+    if head_dim is None and hidden is not None:
+        head_dim = _positive_int(hidden, "hidden_size") // heads
+    quant = props.get("quantization_config") or {}
+    return {
+        "layers": _positive_int(_get(props, "layers"), "num_hidden_layers"),
+        "attention_heads": heads,
+        "kv_heads": _positive_int(_get(props, "kv_heads", heads), "num_key_value_heads"),
+        "head_dim": None if head_dim is None else int(head_dim),
+        "hidden_size": None if hidden is None else int(hidden),
+        "intermediate_size": _get(props, "intermediate_size"),
+        "vocab_size": _get(props, "vocab_size"),
+        "dtype": _get(props, "dtype", "unknown"),
+        "max_position_embeddings": _get(props, "max_position_embeddings", 0),
+        "quantization": quant.get("quant_method") if isinstance(quant, Mapping) else None,
+        "weights_bytes": None if weights_bytes in (None, "") else _int(weights_bytes, "weights_bytes"),
+    }
+
+
+def _gib(value: float) -> float:
+    return round(value / GIB, 2)
+
+
+def _gpu_list(gpus: Any) -> list[Mapping[str, Any]]:
+    if isinstance(gpus, Mapping):
+        count = _positive_int(gpus.get("count", 1), "gpu count")
+        return [gpus] * count
+    if isinstance(gpus, Sequence) and not isinstance(gpus, str):
+        return [g for g in gpus if isinstance(g, Mapping)]
+    raise SizingError(f"gpu must be a GPU fact (mapping) or a list of them, got {type(gpus).__name__}")
+
+
+def _capability(value: Any) -> tuple[int, int] | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        major, _, minor = text.partition(".")
+        return int(major), int(minor or 0)
+    except ValueError:
+        raise SizingError(f"compute capability must look like '8.9', got {value!r}") from None
+
+
+def _activation_bytes(props: Mapping[str, Any], tokens: int, seqs: int, tp: int) -> tuple[int, str]:
+    """Peak of vLLM's profiling pass: the widest layer's buffers for the batched tokens plus the
+    sampler's float32 logits and probabilities for every sequence. An estimate (docs/sizing.md)."""
+    hidden = _get(props, "hidden_size")
+    inter = _get(props, "intermediate_size")
+    vocab = _get(props, "vocab_size")
+    if hidden in (None, "") or inter in (None, "") or vocab in (None, ""):
+        return ACTIVATION_FALLBACK_BYTES, "fallback (hidden/intermediate/vocab size unknown)"
+    hidden_i = _positive_int(hidden, "hidden_size")
+    inter_i = _positive_int(inter, "intermediate_size") // tp
+    vocab_i = _positive_int(vocab, "vocab_size")
+    # gate+up output (2I), activated (I), and four hidden-wide buffers, fp16.
+    layer = tokens * (3 * inter_i + 4 * hidden_i) * 2
+    sampler = seqs * vocab_i * 4 * 2
+    formula = f"{tokens} tokens x (3 x {inter_i} + 4 x {hidden_i}) x 2 B + {seqs} seqs x {vocab_i} x 4 B x 2"
+    return layer + sampler, formula
+
+
+def vllm_sizing(
+    model: Mapping[str, Any],
+    gpu: Any,
+    profile: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Choose max_model_len, max_num_seqs and gpu_memory_utilization that fit.
+
+    ``model``: llm_model_properties (or ``model_props(config.json, weights_bytes)``);
+    needs weights_bytes, layers, kv_heads, head_dim (or hidden_size), attention_heads.
+    ``gpu``: one GPU fact from aimachine-gpu-facts (memory_total_mib, optional
+    memory_reserved_mib, memory_free_mib, compute_capability, display_active, and ``count``),
+    or the list of GPU facts. ``profile``: see DEFAULT_PROFILE.
+    """
+    if not isinstance(model, Mapping):
+        raise SizingError(f"model properties must be a mapping, got {type(model).__name__}")
+    prof = dict(DEFAULT_PROFILE)
+    prof.update({k: v for k, v in (profile or {}).items() if v is not None})
+    warnings: list[str] = []
+
+    tp = _positive_int(prof["tensor_parallel_size"], "tensor_parallel_size")
+    gpus = _gpu_list(gpu)
+    if len(gpus) < tp:
+        raise SizingError(
+            f"the profile needs tensor_parallel_size={tp} GPUs, the host has {len(gpus)}. "
+            f"Suggestion: choose a model that fits {len(gpus)} GPU(s) (docs/model-catalog.md) "
+            "or add GPUs."
+        )
+    used = gpus[:tp]
+    names = {str(g.get("name", "?")) for g in used}
+    if len(names) > 1:
+        warnings.append(
+            f"tensor parallel over different GPUs ({', '.join(sorted(names))}); sized for the smallest"
+        )
+
+    heads = _positive_int(_get(model, "attention_heads"), "attention_heads")
+    if heads % tp:
+        raise SizingError(
+            f"{heads} attention heads do not split over tensor_parallel_size={tp}; "
+            "vLLM needs heads divisible by it. Suggestion: a tensor parallel size that divides it."
+        )
+
+    need_cc = _capability(model.get("min_compute_capability"))
+    kv_dtype = str(prof["kv_cache_dtype"] or "auto")
+    if kv_dtype.startswith("fp8"):
+        need_cc = max(need_cc or (0, 0), (8, 9))
+    for g in used:
+        have = _capability(g.get("compute_capability"))
+        if need_cc and have and have < need_cc:
+            raise SizingError(
+                f"{g.get('name', 'the GPU')} has compute capability {have[0]}.{have[1]}, the profile "
+                f"needs {need_cc[0]}.{need_cc[1]} (FP8 weights or KV cache; vllm#7714). "
+                "Suggestion: an AWQ model and kv_cache_dtype auto."
+            )
+
+    weights_total = _positive_int(_get(model, "weights_bytes"), "weights_bytes")
+    weights = math.ceil(weights_total / tp)
+    layers, kv_heads, head_dim, element = _kv_shape(model, kv_dtype)
+    kv_token = kv_bytes_per_token(model, kv_dtype, tp)
+    max_pos = _int(_get(model, "max_position_embeddings", 0), "max_position_embeddings")
+
+    seqs = _positive_int(prof["max_num_seqs"], "max_num_seqs")
+    batched = _positive_int(prof["max_num_batched_tokens"], "max_num_batched_tokens")
+    wanted_len = _positive_int(prof["max_model_len"] or max_pos, "max_model_len")
+    min_len = _positive_int(prof["min_model_len"], "min_model_len")
+    if max_pos and wanted_len > max_pos:
+        warnings.append(
+            f"wanted context {wanted_len} exceeds the model's max_position_embeddings {max_pos}; "
+            f"using {max_pos}"
+        )
+        wanted_len = max_pos
+    min_len = min(min_len, wanted_len)
+    # vLLM needs a prefill chunk at least as long as one decode batch.
+    batched = max(batched, seqs)
+
+    # Per GPU: what is usable, what stays outside vLLM's budget, what the budget holds.
+    totals = [_positive_int(g.get("memory_total_mib"), "memory_total_mib") * MIB for g in used]
+    reserved = [_int(g.get("memory_reserved_mib") or 0, "memory_reserved_mib") * MIB for g in used]
+    usable = min(t - r for t, r in zip(totals, reserved, strict=True))
+    display = any(bool(g.get("display_active")) for g in used)
+    outside = CUDA_CONTEXT_BYTES + (DESKTOP_RESERVE_BYTES if display else 0)
+
+    computed_util = min(MAX_GPU_MEMORY_UTILIZATION, (usable - outside) / usable)
+    computed_util = math.floor(computed_util * 100) / 100
+    util = computed_util
+    if prof["gpu_memory_utilization"] is not None:
+        util = float(prof["gpu_memory_utilization"])
+        if not 0 < util <= 1:
+            raise SizingError(f"gpu_memory_utilization must be in (0, 1], got {util}")
+        if util > computed_util:
+            warnings.append(
+                f"gpu_memory_utilization {util} is above the computed {computed_util}: "
+                f"it leaves less than {_gib(outside)} GiB for the CUDA context"
+                + (" and the desktop" if display else "")
+            )
+    budget = math.ceil(usable * util)
+
+    frees = [g.get("memory_free_mib") for g in used]
+    if all(f not in (None, "") for f in frees):
+        min_free = min(_int(f, "memory_free_mib") * MIB for f in frees)
+        if min_free < budget:
+            warnings.append(
+                f"only {_gib(min_free)} GiB free now, vLLM will ask for {_gib(budget)} GiB at start and "
+                "refuse if it is not free: another process holds GPU memory (a running engine is "
+                "stopped before the restart)"
+            )
+
+    graphs = 0 if prof["enforce_eager"] else _int(prof["cuda_graph_bytes"], "cuda_graph_bytes")
+    activation, activation_formula = _activation_bytes(model, batched, seqs, tp)
+    overhead = RUNTIME_FIXED_BYTES + activation + graphs
+    kv_bytes = budget - weights - overhead
+    arithmetic: dict[str, Any] = {
+        "gpus_used": tp,
+        "usable_gib_per_gpu": _gib(usable),
+        "reserved_by_driver_gib": _gib(max(reserved)),
+        "display_active": display,
+        "outside_budget_gib": _gib(outside),
+        "outside_budget": f"CUDA context {_gib(CUDA_CONTEXT_BYTES)} GiB"
+        + (f" + desktop {_gib(DESKTOP_RESERVE_BYTES)} GiB" if display else ""),
+        "gpu_memory_utilization": util,
+        "budget_gib": _gib(budget),
+        "weights_gib_total": _gib(weights_total),
+        "weights_gib_per_gpu": _gib(weights),
+        "runtime_fixed_gib": _gib(RUNTIME_FIXED_BYTES),
+        "activation_gib": _gib(activation),
+        "activation_formula": activation_formula,
+        "cuda_graphs_gib": _gib(graphs),
+        "kv_cache_gib": _gib(max(kv_bytes, 0)),
+        "kv_bytes_per_token_per_gpu": kv_token,
+        "kv_formula": (
+            f"2 x {layers} layers x {max(1, kv_heads // tp)} KV heads/GPU x {head_dim} head dim x "
+            f"{element} B = {kv_token} B/token"
+        ),
+    }
+
+    if kv_bytes <= 0:
+        raise SizingError(
+            f"the model does not fit: per GPU {_gib(usable)} GiB usable, budget {_gib(budget)} GiB "
+            f"(gpu_memory_utilization {util}), weights {_gib(weights)} GiB + runtime "
+            f"{_gib(overhead)} GiB leave {_gib(kv_bytes)} GiB for the KV cache. Suggestion: a smaller "
+            f"or more quantized model, tensor_parallel_size {tp * 2} on {tp * 2} GPUs"
+            + (", or free the desktop's GPU (another card drives the display)" if display else "")
+            + "."
+        )
+
+    capacity = (kv_bytes // kv_token) // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS
+    safe_capacity = int(capacity * KV_SAFETY_FACTOR)
+    arithmetic.update({"kv_capacity_tokens": capacity, "kv_capacity_tokens_safe": safe_capacity})
+
+    if safe_capacity >= wanted_len:
+        max_model_len = wanted_len
+    elif safe_capacity >= min_len:
+        max_model_len = max(min_len, safe_capacity // CONTEXT_STEP * CONTEXT_STEP)
+        warnings.append(
+            f"context reduced from {wanted_len} to {max_model_len} tokens: the KV cache holds "
+            f"{capacity} tokens ({_gib(kv_bytes)} GiB at {kv_token} B/token, "
+            f"{int(KV_SAFETY_FACTOR * 100)}% of it used)"
+        )
+    else:
+        per_gpu_for_min = math.ceil(min_len / KV_SAFETY_FACTOR) * kv_token
+        raise SizingError(
+            f"the KV cache is too small: {_gib(kv_bytes)} GiB holds {capacity} tokens at "
+            f"{kv_token} B/token, the profile needs at least {min_len} tokens "
+            f"({_gib(per_gpu_for_min)} GiB per GPU). Per GPU: {_gib(usable)} GiB usable, budget "
+            f"{_gib(budget)} GiB, weights {_gib(weights)} GiB, runtime {_gib(overhead)} GiB. "
+            f"Suggestion: tensor_parallel_size {tp * 2} on {tp * 2} GPUs, kv_cache_dtype fp8 on "
+            "compute capability 8.9+, a smaller model, or a lower min_model_len."
+        )
+
+    full_length_seqs = capacity // max_model_len
+    arithmetic["full_context_sequences"] = full_length_seqs
+    if seqs > capacity // min(max_model_len, 4096):
+        warnings.append(
+            f"max_num_seqs {seqs} exceeds what the KV cache holds at 4096 tokens each "
+            f"({capacity // min(max_model_len, 4096)}); vLLM will queue or preempt the rest"
+        )
+
+    return {
+        "max_model_len": max_model_len,
+        "max_num_seqs": seqs,
+        "max_num_batched_tokens": batched,
+        "gpu_memory_utilization": util,
+        "tensor_parallel_size": tp,
+        "kv_cache_dtype": kv_dtype,
+        "kv_cache_gib": _gib(kv_bytes),
+        "kv_cache_tokens": capacity,
+        "kv_bytes_per_token": kv_token,
+        "arithmetic": arithmetic,
+        "warnings": warnings,
+    }
+
+
+class FilterModule:
+    """Ansible filter entry point."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "llm_kv_bytes_per_token": kv_bytes_per_token,
+            "llm_model_props": model_props,
+            "llm_vllm_sizing": vllm_sizing,
+        }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Print how to reach the demo appliance that `make demo` left running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+container=aimachine-demo
+key_file=secrets/$container/api_key
+[ -s "$key_file" ] || { echo "demo: no API key at $key_file; run 'make demo' first" >&2; exit 1; }
+docker inspect -f '{{.State.Running}}' "$container" 2>/dev/null | grep -q true \
+  || { echo "demo: container $container is not running; run 'make demo'" >&2; exit 1; }
+model=$(docker exec "$container" curl -sf http://127.0.0.1:8000/v1/models \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+cat <<MSG
+
+aimachine demo is up (CPU mode, tiny random-weight test model: its text is gibberish by design).
+  endpoint   http://127.0.0.1:8000/v1   inside container $container (loopback only)
+  model      $model
+  API key    $key_file (mode 0600; sent from a file, never on a command line)
+  service    docker exec $container systemctl status aimachine-llm
+  logs       docker exec $container journalctl -u aimachine-llm
+  results    reports/ (written by the verification step)
+
+Try it (the key is read by the shell and passed on stdin):
+printf 'Authorization: Bearer %s\n' "\$(cat $key_file)" | docker exec -i $container curl -s -H @- -H 'Content-Type: application/json' -d '{"model": "$model", "messages": [{"role": "user", "content": "def fib(n):"}], "max_tokens": 24}' http://127.0.0.1:8000/v1/chat/completions
+
+Remove it with: make demo-destroy
+MSG
