@@ -7,10 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY ?= inventories/workstation
 SCENARIOS ?= default
+# The pinned vLLM, installed into a throwaway venv only to check the rendered config's keys.
+VLLM_VERSION := $(shell sed -n 's/^llm_server_vllm_version: "\(.*\)"/\1/p' roles/llm_server/defaults/main.yml)
+VLLM_VENV ?= /var/tmp/aimachine-vllm-$(VLLM_VERSION)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup lint pytest images molecule test demo demo-destroy deploy check verify clean
+.PHONY: help setup lint pytest vllm-venv images molecule test demo demo-destroy deploy check verify clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,8 +32,15 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-pytest: setup ## Unit and end-to-end tests of the Python and the roles' data
-	$(BIN)/pytest
+$(VLLM_VENV)/.stamp: roles/llm_server/defaults/main.yml | setup
+	$(BIN)/uv venv -q --allow-existing --python $(PYTHON) $(VLLM_VENV)
+	$(BIN)/uv pip install -q --python $(VLLM_VENV)/bin/python vllm==$(VLLM_VERSION)
+	touch $@
+
+vllm-venv: $(VLLM_VENV)/.stamp ## The pinned vLLM in a throwaway venv (its config-key check)
+
+pytest: setup vllm-venv ## Unit and end-to-end tests of the Python and the roles' data
+	AIMACHINE_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/pytest
 
 images: ## Build the systemd base images for molecule (debootstrap; only when their recipe changed)
 	molecule/images/build.sh bookworm

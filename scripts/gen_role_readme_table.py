@@ -10,7 +10,9 @@ import yaml
 
 
 def table(role: Path) -> str:
-    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"][
+        "options"
+    ]
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
     for name, spec in specs.items():
         desc = spec.get("description", "")

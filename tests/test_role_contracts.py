@@ -45,7 +45,9 @@ def test_spec_defaults_match_defaults_file(role):
     defaults = _defaults(role)
     for name, spec in _specs(role).items():
         if "default" in spec and name in defaults and "{{" not in str(defaults[name]):
-            assert spec["default"] == defaults[name], f"{role.name}: {name} spec default differs from defaults/main.yml"
+            assert spec["default"] == defaults[name], (
+                f"{role.name}: {name} spec default differs from defaults/main.yml"
+            )
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)

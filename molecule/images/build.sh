@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the systemd base images that molecule scenarios run on, from Debian packages only
 # (debootstrap + docker import): no container registry is needed or reachable.
-# An image is rebuilt only when its recipe (this file + packages.txt) changes: the tag carries
-# the recipe's hash, and `aimachine-molecule:<suite>` points at the current one.
+# An image is rebuilt only when its recipe changes (packages.txt, or recipe_version below, bumped
+# whenever the build steps change): the tag carries the recipe's hash, and
+# `aimachine-molecule:<suite>` points at the current one.
 # Usage: molecule/images/build.sh [suite ...]   (default: bookworm)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +17,8 @@ for tool in debootstrap docker; do
   command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing (apt-get install debootstrap docker.io)" >&2; exit 2; }
 done
 
-recipe_hash=$(cat "$here/build.sh" "$here/packages.txt" | sha256sum | cut -c1-12)
+recipe_version=3
+recipe_hash=$( (echo "$recipe_version"; cat "$here/packages.txt") | sha256sum | cut -c1-12)
 packages=$(grep -v '^#' "$here/packages.txt" | xargs | tr ' ' ,)
 
 for suite in "${suites[@]}"; do
@@ -26,7 +28,7 @@ for suite in "${suites[@]}"; do
   else
     rootfs=$(mktemp -d "/var/tmp/aimachine-rootfs-${suite}.XXXXXX")
     trap 'rm -rf "$rootfs"' EXIT
-    echo "building $tag with debootstrap from $mirror (about 1-2 minutes)"
+    echo "building $tag with debootstrap from $mirror (a few minutes)"
     mkdir -p "$cache/$suite"
     debootstrap --cache-dir="$cache/$suite" --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" \
       > "$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; exit 1; }
@@ -37,7 +39,8 @@ for suite in "${suites[@]}"; do
       ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
     done
     : > "$rootfs/etc/machine-id"
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    # Package lists stay: apt must see them as present (cache_valid_time) and find packages.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb
     tar -C "$rootfs" -c . | docker import \
       --change 'ENV container=docker' \
       --change 'CMD ["/lib/systemd/systemd"]' \

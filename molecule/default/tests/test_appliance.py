@@ -63,14 +63,18 @@ def test_api_key_not_in_process_arguments(host):
 def test_model_is_complete_and_readable(host):
     config = host.file("/var/lib/aimachine/models/tiny-qwen2/config.json")
     assert config.exists and config.mode == 0o644
-    index = json.loads(host.file("/var/lib/aimachine/models/tiny-qwen2/model.safetensors.index.json").content_string)
+    index = json.loads(
+        host.file("/var/lib/aimachine/models/tiny-qwen2/model.safetensors.index.json").content_string
+    )
     for shard in set(index["weight_map"].values()):
         assert host.file(f"/var/lib/aimachine/models/tiny-qwen2/{shard}").size > 0
 
 
 def test_chat_completion_returns_text(host):
     key = _api_key(host)
-    models = json.loads(host.check_output(f"curl -sf -H 'Authorization: Bearer {key}' http://127.0.0.1:{PORT}/v1/models"))
+    models = json.loads(
+        host.check_output(f"curl -sf -H 'Authorization: Bearer {key}' http://127.0.0.1:{PORT}/v1/models")
+    )
     model = models["data"][0]["id"]
     body = json.dumps(
         {"model": model, "messages": [{"role": "user", "content": "def add(a, b):"}], "max_tokens": 16}

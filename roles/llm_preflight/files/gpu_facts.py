@@ -1,0 +1,1 @@
+../../../scripts/src/aimachine/gpu.py
