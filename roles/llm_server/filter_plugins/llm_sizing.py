@@ -35,10 +35,10 @@ MIB = 1024**2
 # A real capture of an idle KDE/Wayland desktop shows 596 MiB used (scripts/tests/data/
 # nvidia-smi/rtx-4080-super.query-gpu.csv); browsers and compositors grow it, so keep 1.2 GB.
 DESKTOP_RESERVE_BYTES = 1_200_000_000
-# The CUDA context and the allocator's slack live outside vLLM's budget: vLLM checks that the
-# budget is free *after* its own context exists. 0.5 GiB is an estimate to check against the
-# first real start (docs/sizing.md says how).
-CUDA_CONTEXT_BYTES = GIB // 2
+# The CUDA context lives outside vLLM's budget: vLLM checks that the budget is free *after* its
+# own context exists. Measured on the lent H200 (torch 2.11, CUDA 13): free memory fell by
+# 527 MiB when torch created its context (scripts/tests/data/nvidia-smi/SOURCES.md); rounded up.
+CUDA_CONTEXT_BYTES = 600 * MIB
 # Never hand vLLM more than this share of a card: free memory moves between preflight and
 # start, and vLLM refuses to start if its budget is not free.
 MAX_GPU_MEMORY_UTILIZATION = 0.95
@@ -124,10 +124,19 @@ def _int(value: Any, what: str) -> int:
     if isinstance(value, bool):
         raise SizingError(f"{what} must be a number, got {value!r}")
     try:
-        number = int(str(value).strip())
+        number = float(str(value).strip())
     except (TypeError, ValueError):
         raise SizingError(f"{what} must be an integer, got {value!r}") from None
-    return number
+    if not number.is_integer():
+        raise SizingError(f"{what} must be an integer, got {value!r}")
+    return int(number)
+
+
+def _bool(value: Any) -> bool:
+    """Ansible may hand booleans over as strings ("false")."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -276,8 +285,11 @@ def vllm_sizing(
     """
     if not isinstance(model, Mapping):
         raise SizingError(f"model properties must be a mapping, got {type(model).__name__}")
+    if profile is not None and not isinstance(profile, Mapping):
+        raise SizingError(f"profile must be a mapping, got {type(profile).__name__}")
     prof = dict(DEFAULT_PROFILE)
-    prof.update({k: v for k, v in (profile or {}).items() if v is not None})
+    # Ansible passes unset variables as "" (or None): they mean "the default".
+    prof.update({k: v for k, v in (profile or {}).items() if v not in (None, "")})
     warnings: list[str] = []
 
     tp = _positive_int(prof["tensor_parallel_size"], "tensor_parallel_size")
@@ -339,14 +351,19 @@ def vllm_sizing(
     totals = [_positive_int(g.get("memory_total_mib"), "memory_total_mib") * MIB for g in used]
     reserved = [_int(g.get("memory_reserved_mib") or 0, "memory_reserved_mib") * MIB for g in used]
     usable = min(t - r for t, r in zip(totals, reserved, strict=True))
-    display = any(bool(g.get("display_active")) for g in used)
+    display = any(_bool(g.get("display_active")) for g in used)
     outside = CUDA_CONTEXT_BYTES + (DESKTOP_RESERVE_BYTES if display else 0)
 
     computed_util = min(MAX_GPU_MEMORY_UTILIZATION, (usable - outside) / usable)
     computed_util = math.floor(computed_util * 100) / 100
     util = computed_util
     if prof["gpu_memory_utilization"] is not None:
-        util = float(prof["gpu_memory_utilization"])
+        try:
+            util = float(prof["gpu_memory_utilization"])
+        except (TypeError, ValueError):
+            raise SizingError(
+                f"gpu_memory_utilization must be a number, got {prof['gpu_memory_utilization']!r}"
+            ) from None
         if not 0 < util <= 1:
             raise SizingError(f"gpu_memory_utilization must be in (0, 1], got {util}")
         if util > computed_util:
@@ -367,7 +384,7 @@ def vllm_sizing(
                 "stopped before the restart)"
             )
 
-    graphs = 0 if prof["enforce_eager"] else _int(prof["cuda_graph_bytes"], "cuda_graph_bytes")
+    graphs = 0 if _bool(prof["enforce_eager"]) else _int(prof["cuda_graph_bytes"], "cuda_graph_bytes")
     activation, activation_formula = _activation_bytes(model, batched, seqs, tp)
     overhead = RUNTIME_FIXED_BYTES + activation + graphs
     kv_bytes = budget - weights - overhead

@@ -1,0 +1,340 @@
+"""vLLM sizing (roles/llm_server/filter_plugins/llm_sizing.py) with real model configs."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data"
+PLUGINS = REPO / "roles/llm_server/filter_plugins"
+
+_spec = importlib.util.spec_from_file_location("llm_sizing", PLUGINS / "llm_sizing.py")
+sizing = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sizing)
+
+GIB = 1024**3
+# GPU facts as aimachine-gpu-facts reports them for the recorded RTX 4080 SUPER
+# (scripts/tests/data/nvidia-smi/rtx-4080-super.query-gpu.csv): 16 GB, driving a KDE desktop.
+CARD_16GB_DESKTOP = {
+    "name": "NVIDIA GeForce RTX 4080 SUPER",
+    "memory_total_mib": 16376,
+    "memory_reserved_mib": 434,
+    "memory_free_mib": 15348,
+    "compute_capability": "8.9",
+    "display_active": True,
+}
+CARD_16GB_HEADLESS = dict(CARD_16GB_DESKTOP, display_active=False, memory_free_mib=15942)
+QWEN25_7B_AWQ_BYTES = 5_570_000_000  # REFERENCES.md: 5.57 GB on disk
+QWEN25_14B_AWQ_BYTES = 9_980_000_000  # HF listing: 3.99 + 3.97 + 2.02 GB
+
+
+def config(name: str) -> dict:
+    return json.loads((DATA / name).read_text())
+
+
+def qwen25_7b() -> dict:
+    return sizing.model_props(config("qwen2.5-7b-instruct.hqq-4bit.config.json"), QWEN25_7B_AWQ_BYTES)
+
+
+def qwen25_14b() -> dict:
+    return sizing.model_props(config("qwen2.5-14b-instruct.config.json"), QWEN25_14B_AWQ_BYTES)
+
+
+# --- KV cache per token ------------------------------------------------------------------------
+
+
+def test_qwen25_7b_is_56_kib_per_token():
+    # REFERENCES.md: 2 x 28 layers x 4 KV heads x 128 dims x 2 bytes = 56 KiB.
+    assert sizing.kv_bytes_per_token(config("qwen2.5-7b-instruct.hqq-4bit.config.json")) == 56 * 1024
+
+
+def test_make_awq_model_shapes_give_the_same_56_kib():
+    """The project's stand-in checkpoint for the GPU machine must cost what the real one costs."""
+    script = REPO.parent / "shared/gpu/make_awq_model.py"
+    if not script.exists():
+        pytest.skip(f"{script} is not there (shared folder absent)")
+    tree = ast.parse(script.read_text())
+    names: dict[str, object] = {}
+    cfg_node = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):
+            values = ast.literal_eval(node.value)
+            names.update(zip((t.id for t in node.targets[0].elts), values, strict=True))
+        elif isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") in {"G", "cfg"}:
+            if node.targets[0].id == "G":
+                names["G"] = ast.literal_eval(node.value)
+            else:
+                cfg_node = node.value
+    assert cfg_node is not None, "make_awq_model.py no longer defines cfg"
+    cfg = eval(compile(ast.Expression(cfg_node), str(script), "eval"), {"__builtins__": {}}, names)
+    assert sizing.kv_bytes_per_token(cfg) == 57344
+    assert cfg["quantization_config"]["quant_method"] == "awq"
+
+
+def test_qwen25_14b_and_qwen3_8b():
+    assert sizing.kv_bytes_per_token(config("qwen2.5-14b-instruct.config.json")) == 196608  # 192 KiB
+    assert sizing.kv_bytes_per_token(config("qwen3-8b.config.json")) == 147456  # 144 KiB, explicit head_dim
+
+
+def test_tensor_parallel_splits_kv_heads_and_replicates_below_one():
+    cfg = config("qwen2.5-7b-instruct.hqq-4bit.config.json")
+    assert sizing.kv_bytes_per_token(cfg, tensor_parallel_size=2) == 28672
+    # 4 KV heads over 8 GPUs: vLLM keeps one head per GPU.
+    assert sizing.kv_bytes_per_token(cfg, tensor_parallel_size=8) == 2 * 28 * 1 * 128 * 2
+
+
+def test_kv_dtype_fp8_halves_and_float32_model_doubles():
+    cfg = config("qwen3-8b.config.json")  # bfloat16
+    assert sizing.kv_bytes_per_token(cfg, "fp8") == 147456 // 2
+    assert sizing.kv_bytes_per_token(dict(cfg, torch_dtype="float32")) == 147456 * 2
+
+
+def test_multimodal_text_config_is_used():
+    outer = {"architectures": ["X"], "text_config": config("qwen3-8b.config.json")}
+    assert sizing.kv_bytes_per_token(outer) == 147456
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"num_attention_heads": 28}, "num_hidden_layers"),
+        ({"num_hidden_layers": "many", "num_attention_heads": 28}, "must be an integer"),
+        ({"num_hidden_layers": 28, "num_attention_heads": 0}, "must be positive"),
+        (
+            {"num_hidden_layers": 2, "num_attention_heads": 2, "head_dim": 8, "torch_dtype": "int3"},
+            "unknown dtype",
+        ),
+        ([1, 2], "must be a mapping"),
+    ],
+)
+def test_bad_configs_fail_clearly(bad, message):
+    with pytest.raises(sizing.SizingError, match=message):
+        sizing.kv_bytes_per_token(bad)
+
+
+# --- sizing ------------------------------------------------------------------------------------
+
+
+def _sum_parts(result: dict) -> float:
+    a = result["arithmetic"]
+    return (
+        a["weights_gib_per_gpu"]
+        + a["runtime_fixed_gib"]
+        + a["activation_gib"]
+        + a["cuda_graphs_gib"]
+        + a["kv_cache_gib"]
+    )
+
+
+def test_default_model_on_a_16gb_desktop_card():
+    result = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, {})
+    assert result["max_model_len"] == 32768
+    assert result["max_num_seqs"] == 16
+    assert result["max_num_batched_tokens"] == 2048
+    # (15.57 GiB usable - 0.59 GiB CUDA context - 1.2 GB desktop) / 15.57 GiB, floored.
+    assert result["gpu_memory_utilization"] == 0.89
+    assert result["kv_bytes_per_token"] == 57344
+    assert result["kv_cache_tokens"] == 128800
+    assert result["kv_cache_tokens"] % 16 == 0  # whole 16-token blocks
+    assert result["warnings"] == []
+    a = result["arithmetic"]
+    assert a["usable_gib_per_gpu"] == pytest.approx((16376 - 434) / 1024, abs=0.01)
+    assert a["budget_gib"] == pytest.approx(0.89 * a["usable_gib_per_gpu"], abs=0.01)
+    assert _sum_parts(result) == pytest.approx(a["budget_gib"], abs=0.03)
+    assert a["kv_formula"] == "2 x 28 layers x 4 KV heads/GPU x 128 head dim x 2 B = 57344 B/token"
+    # REFERENCES.md: 16 GB cards run vLLM at gpu-memory-utilization 0.85-0.90.
+    assert 0.85 <= result["gpu_memory_utilization"] <= 0.90
+
+
+def test_headless_card_gets_more_but_never_above_the_cap():
+    desktop = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, {})
+    headless = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_HEADLESS, {})
+    assert headless["gpu_memory_utilization"] == sizing.MAX_GPU_MEMORY_UTILIZATION
+    assert headless["kv_cache_tokens"] > desktop["kv_cache_tokens"]
+    assert headless["arithmetic"]["outside_budget"] == "CUDA context 0.59 GiB"
+
+
+def test_14b_needs_two_gpus_and_fails_early_on_one():
+    with pytest.raises(sizing.SizingError, match="needs tensor_parallel_size=2 GPUs, the host has 1"):
+        sizing.vllm_sizing(qwen25_14b(), CARD_16GB_DESKTOP, {"tensor_parallel_size": 2})
+
+
+def test_14b_forced_onto_one_16gb_card_fails_with_the_numbers():
+    with pytest.raises(sizing.SizingError) as raised:
+        sizing.vllm_sizing(qwen25_14b(), CARD_16GB_DESKTOP, {"max_model_len": 32768, "min_model_len": 32768})
+    message = str(raised.value)
+    assert "holds 15328 tokens at 196608 B/token" in message
+    assert "needs at least 32768 tokens" in message
+    assert "weights 9.29 GiB" in message
+    assert "Suggestion: tensor_parallel_size 2 on 2 GPUs" in message
+
+
+def test_14b_fits_32k_on_two_16gb_cards():
+    result = sizing.vllm_sizing(
+        qwen25_14b(), [CARD_16GB_HEADLESS, CARD_16GB_HEADLESS], {"tensor_parallel_size": 2}
+    )
+    assert result["max_model_len"] == 32768
+    assert result["kv_bytes_per_token"] == 98304
+    assert result["arithmetic"]["weights_gib_per_gpu"] == pytest.approx(9.98e9 / 2 / GIB, abs=0.01)
+
+
+def test_14b_on_one_card_with_a_lower_floor_shrinks_the_context_and_says_so():
+    result = sizing.vllm_sizing(qwen25_14b(), CARD_16GB_DESKTOP, {})
+    assert result["max_model_len"] == 13312  # 90% of 15328 tokens, down to a 1024 step
+    assert any("context reduced from 32768 to 13312" in w for w in result["warnings"])
+
+
+def test_unquantized_7b_does_not_fit_a_16gb_card():
+    # 7,615,616,512 parameters (model card: 7.61B) x 2 bytes.
+    bf16 = sizing.model_props(config("qwen2.5-7b-instruct.hqq-4bit.config.json"), 15_231_233_024)
+    with pytest.raises(sizing.SizingError, match=r"does not fit: .* weights 14\.19 GiB .*Suggestion"):
+        sizing.vllm_sizing(bf16, CARD_16GB_DESKTOP, {})
+
+
+def test_fp8_needs_compute_capability_8_9():
+    ampere = dict(CARD_16GB_HEADLESS, name="NVIDIA RTX A4000", compute_capability="8.6")
+    fp8_model = dict(
+        sizing.model_props(config("qwen3-8b.config.json"), 9_437_399_040), min_compute_capability="8.9"
+    )
+    with pytest.raises(sizing.SizingError, match=r"compute capability 8\.6, the profile needs 8\.9"):
+        sizing.vllm_sizing(fp8_model, ampere, {})
+    with pytest.raises(sizing.SizingError, match="vllm#7714"):
+        sizing.vllm_sizing(qwen25_7b(), ampere, {"kv_cache_dtype": "fp8"})
+    assert (
+        sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, {"kv_cache_dtype": "fp8"})["kv_bytes_per_token"]
+        == 28672
+    )
+
+
+def test_context_above_the_model_maximum_is_clamped():
+    result = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_HEADLESS, {"max_model_len": 131072})
+    assert result["max_model_len"] == 32768
+    assert any("max_position_embeddings 32768" in w for w in result["warnings"])
+
+
+def test_utilization_override_is_checked():
+    result = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, {"gpu_memory_utilization": 0.95})
+    assert result["gpu_memory_utilization"] == 0.95
+    assert any("above the computed 0.89" in w for w in result["warnings"])
+    with pytest.raises(sizing.SizingError, match=r"in \(0, 1\]"):
+        sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, {"gpu_memory_utilization": 1.5})
+
+
+def test_busy_gpu_is_warned_about():
+    busy = dict(CARD_16GB_DESKTOP, memory_free_mib=9000)
+    result = sizing.vllm_sizing(qwen25_7b(), busy, {})
+    assert any("only 8.79 GiB free now" in w for w in result["warnings"])
+
+
+def test_heads_must_split_over_tensor_parallel():
+    with pytest.raises(
+        sizing.SizingError, match="28 attention heads do not split over tensor_parallel_size=3"
+    ):
+        sizing.vllm_sizing(qwen25_7b(), [CARD_16GB_HEADLESS] * 3, {"tensor_parallel_size": 3})
+
+
+def test_strings_from_ansible_are_accepted():
+    props = {k: str(v) for k, v in qwen25_7b().items() if v is not None}
+    gpu = {k: str(v) for k, v in CARD_16GB_HEADLESS.items() if k != "display_active"}
+    assert sizing.vllm_sizing(props, gpu, {"max_num_seqs": "8"})["max_num_seqs"] == 8
+
+
+def test_llm_model_properties_shape_is_accepted():
+    """The keys roles/llm_model publishes as llm_model_properties (strings, as set_fact gives)."""
+    published = {
+        "weights_bytes": "5570000000",
+        "layers": "28",
+        "hidden_size": "3584",
+        "attention_heads": "28",
+        "kv_heads": "4",
+        "head_dim": "128",
+        "dtype": "float16",
+        "max_position_embeddings": "32768",
+        "quantization": "awq",
+    }
+    result = sizing.vllm_sizing(published, CARD_16GB_DESKTOP, {})
+    assert result["kv_bytes_per_token"] == 57344
+    assert "fallback" in result["arithmetic"]["activation_formula"]  # no intermediate/vocab size given
+
+
+def test_missing_weights_size_is_an_error():
+    props = dict(qwen25_7b(), weights_bytes=None)
+    with pytest.raises(sizing.SizingError, match="weights_bytes"):
+        sizing.vllm_sizing(props, CARD_16GB_DESKTOP, {})
+
+
+# --- through Ansible itself --------------------------------------------------------------------
+
+
+ANSIBLE = shutil.which("ansible", path=str(REPO / ".venv/bin")) or shutil.which("ansible")
+
+
+@pytest.mark.skipif(ANSIBLE is None, reason="ansible is not installed")
+def test_filters_work_in_ansible_and_errors_reach_the_user(tmp_path):
+    variables = tmp_path / "vars.json"
+    variables.write_text(json.dumps({"m": qwen25_14b(), "g": CARD_16GB_DESKTOP}))
+    env = dict(
+        os.environ,
+        ANSIBLE_FILTER_PLUGINS=str(PLUGINS),
+        ANSIBLE_STDOUT_CALLBACK="json",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+    )
+    base = [ANSIBLE, "localhost", "-c", "local", "-i", "localhost,", "-m", "ansible.builtin.debug"]
+
+    ok = subprocess.run(
+        [
+            *base,
+            "-a",
+            "msg={{ m | llm_vllm_sizing([g, g], {'tensor_parallel_size': 2}) }}",
+            "-e",
+            f"@{variables}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    msg = json.loads(ok.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
+    assert msg["max_model_len"] == 32768 and msg["tensor_parallel_size"] == 2
+
+    failed = subprocess.run(
+        [*base, "-a", "msg={{ m | llm_vllm_sizing(g, {'tensor_parallel_size': 2}) }}", "-e", f"@{variables}"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "needs tensor_parallel_size=2 GPUs, the host has 1" in failed.stdout + failed.stderr
+
+
+def test_unset_ansible_variables_mean_defaults_and_strings_are_parsed():
+    profile = {
+        "max_model_len": "",
+        "gpu_memory_utilization": "",
+        "max_num_seqs": "8",
+        "enforce_eager": "false",
+        "kv_cache_dtype": None,
+    }
+    result = sizing.vllm_sizing(qwen25_7b(), dict(CARD_16GB_DESKTOP, display_active="True"), profile)
+    assert result["max_model_len"] == 32768 and result["gpu_memory_utilization"] == 0.89
+    assert result["max_num_seqs"] == 8 and result["arithmetic"]["cuda_graphs_gib"] == 1.0
+    eager = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, {"enforce_eager": "true"})
+    assert eager["arithmetic"]["cuda_graphs_gib"] == 0
+    with pytest.raises(sizing.SizingError, match="gpu_memory_utilization must be a number"):
+        sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, {"gpu_memory_utilization": "most"})
+    with pytest.raises(sizing.SizingError, match="profile must be a mapping"):
+        sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, "32k")

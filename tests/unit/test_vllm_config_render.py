@@ -1,0 +1,177 @@
+"""Render roles/llm_server/templates/vllm-config.yaml.j2 with Ansible's own templar."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.importorskip("ansible")
+from ansible.errors import AnsibleError
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "roles/llm_server/templates/vllm-config.yaml.j2"
+DATA = Path(__file__).parent / "data"
+CHECKER = REPO / "scripts/check_vllm_config_keys.py"
+
+_spec = importlib.util.spec_from_file_location(
+    "llm_sizing", REPO / "roles/llm_server/filter_plugins/llm_sizing.py"
+)
+sizing = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sizing)
+
+# The recorded RTX 4080 SUPER (scripts/tests/data/nvidia-smi): a 16 GB card driving a desktop.
+CARD_16GB = {
+    "name": "NVIDIA GeForce RTX 4080 SUPER",
+    "memory_total_mib": 16376,
+    "memory_reserved_mib": 434,
+    "memory_free_mib": 15348,
+    "compute_capability": "8.9",
+    "display_active": True,
+}
+
+
+def default_vars(**overrides: Any) -> dict[str, Any]:
+    config = json.loads((DATA / "qwen2.5-7b-instruct.hqq-4bit.config.json").read_text())
+    model = sizing.model_props(config, 5_570_000_000)
+    variables = {
+        "ansible_managed": "Ansible managed: do not edit",
+        "__llm_server_vllm_sizing": sizing.vllm_sizing(model, CARD_16GB, {}),
+        "llm_server_model_path": "/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ",
+        "__llm_server_served_name": "qwen2.5-7b-instruct",
+        "llm_server_host": "127.0.0.1",
+        "llm_server_port": 8000,
+        "llm_server_vllm_enable_prefix_caching": True,
+        "llm_server_vllm_tool_call_parser": "hermes",
+        "llm_server_vllm_reasoning_parser": "",
+        "llm_server_vllm_generation_config": "auto",
+        "llm_server_vllm_download_dir": "",
+        "llm_server_vllm_extra_config": {},
+    }
+    variables.update(overrides)
+    return variables
+
+
+def render(variables: dict[str, Any]) -> str:
+    templar = Templar(loader=DataLoader(), variables=variables)
+    return templar.template(trust_as_template(TEMPLATE.read_text()))
+
+
+def test_default_config_for_a_16gb_card():
+    text = render(default_vars())
+    assert text.startswith("#\n# Ansible managed: do not edit\n#\n")
+    config = yaml.safe_load(text)
+    assert config == {
+        "model": "/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ",
+        "served-model-name": "qwen2.5-7b-instruct",
+        "host": "127.0.0.1",
+        "port": 8000,
+        "max-model-len": 32768,
+        "max-num-seqs": 16,
+        "max-num-batched-tokens": 2048,
+        "gpu-memory-utilization": 0.89,
+        "tensor-parallel-size": 1,
+        "enable-prefix-caching": True,
+        "enable-auto-tool-choice": True,
+        "tool-call-parser": "hermes",
+        "generation-config": "auto",
+    }
+    assert "KV cache 6.88 GiB, which holds 128800 tokens at 57344 B/token" in text
+
+
+def test_no_secret_and_no_forced_quantization_in_the_file():
+    config = yaml.safe_load(render(default_vars(llm_server_api_key="sk-very-secret")))
+    assert "api-key" not in config and "quantization" not in config
+    assert "sk-very-secret" not in render(default_vars(llm_server_api_key="sk-very-secret"))
+
+
+def test_model_without_tool_calling_gets_no_tool_flags():
+    config = yaml.safe_load(render(default_vars(llm_server_vllm_tool_call_parser="")))
+    assert "enable-auto-tool-choice" not in config and "tool-call-parser" not in config
+
+
+def test_optional_keys_and_extras_render():
+    two_gpus = sizing.vllm_sizing(
+        sizing.model_props(json.loads((DATA / "qwen3-8b.config.json").read_text()), 6_098_479_104),
+        [CARD_16GB, CARD_16GB],
+        {"tensor_parallel_size": 2, "kv_cache_dtype": "fp8"},
+    )
+    config = yaml.safe_load(
+        render(
+            default_vars(
+                __llm_server_vllm_sizing=two_gpus,
+                llm_server_vllm_reasoning_parser="qwen3",
+                llm_server_vllm_download_dir="/var/cache/hf",
+                llm_server_vllm_extra_config={"disable_log_stats": True, "max-log-len": 100},
+            )
+        )
+    )
+    assert config["tensor-parallel-size"] == 2
+    assert config["kv-cache-dtype"] == "fp8"
+    assert config["reasoning-parser"] == "qwen3"
+    assert config["download-dir"] == "/var/cache/hf"
+    assert config["disable-log-stats"] is True and config["max-log-len"] == 100
+
+
+def test_sizing_warnings_end_up_in_the_file():
+    small = dict(CARD_16GB, memory_total_mib=10240, memory_reserved_mib=300)
+    model = sizing.model_props(
+        json.loads((DATA / "qwen2.5-7b-instruct.hqq-4bit.config.json").read_text()), 5.57e9
+    )
+    text = render(default_vars(__llm_server_vllm_sizing=sizing.vllm_sizing(model, small, {})))
+    assert "# Warning: context reduced from 32768 to" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"api-key": "x"}, "EnvironmentFile"),
+        ({"api_key": "x"}, "EnvironmentFile"),
+        ({"quantization": "awq"}, "vllm#21376"),
+        ({"max_model_len": 4096}, "sets max-model-len, which the role already sets"),
+    ],
+)
+def test_forbidden_extras_fail_with_a_reason(extra, message):
+    with pytest.raises(AnsibleError, match=message):
+        render(default_vars(llm_server_vllm_extra_config=extra))
+
+
+# --- the rendered file against the pinned vLLM (CI installs it into a throwaway venv) ---------
+
+
+def _vllm_python() -> str | None:
+    python = os.environ.get("AIMACHINE_VLLM_PYTHON")
+    return python if python and shutil.which(python) else None
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(
+    _vllm_python() is None, reason="set AIMACHINE_VLLM_PYTHON to a Python with vLLM installed"
+)
+def test_rendered_config_keys_exist_in_vllm(tmp_path):
+    good = tmp_path / "vllm-config.yaml"
+    good.write_text(render(default_vars()))
+    bogus = tmp_path / "bogus.yaml"
+    bogus.write_text(render(default_vars(llm_server_vllm_extra_config={"max-modle-len": 4096})))
+    done = subprocess.run(
+        [_vllm_python(), str(CHECKER), str(good), str(bogus)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"{good}: 13 keys are valid" in done.stdout
+    assert (
+        f"{bogus}: error: max-modle-len: not a `vllm serve` option (did you mean: max-model-len"
+        in done.stderr
+    )
