@@ -1,0 +1,1 @@
+"""Code-quality harness: HumanEval, MBPP and practical scenarios, with sandboxed execution."""

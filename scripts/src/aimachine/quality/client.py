@@ -1,0 +1,208 @@
+"""A small asynchronous client for OpenAI-compatible chat and completion endpoints (vLLM, transformers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+API_KEY_ENV = ("AIMACHINE_API_KEY", "OPENAI_API_KEY")
+
+
+class EndpointError(RuntimeError):
+    """The endpoint refused or failed a request; the message carries status and the server's words."""
+
+
+def read_api_key(path: Path | None, env_names: tuple[str, ...] = API_KEY_ENV) -> str | None:
+    """The key from a file (first line) or the environment; never from the command line."""
+    if path is not None:
+        try:
+            key = path.read_text(encoding="utf-8").strip().splitlines()
+        except OSError as error:
+            raise EndpointError(f"cannot read API key file {path}: {error.strerror}") from error
+        if not key or not key[0].strip():
+            raise EndpointError(f"API key file {path} is empty")
+        return key[0].strip()
+    for name in env_names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def api_root(base_url: str) -> str:
+    """`http://host:port` or `http://host:port/v1` -> `http://host:port/v1`."""
+    root = base_url.rstrip("/")
+    if not root.startswith(("http://", "https://")):
+        raise EndpointError(f"endpoint URL must start with http:// or https://, got {base_url!r}")
+    return root if root.endswith("/v1") else root + "/v1"
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float
+
+
+class Endpoint:
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None,
+        api_key: str | None,
+        timeout_s: float = 600.0,
+        retries: int = 2,
+    ) -> None:
+        self.root = api_root(base_url)
+        self.model = model
+        self.retries = retries
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            limits=httpx.Limits(max_connections=256),
+        )
+
+    async def __aenter__(self) -> Endpoint:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _request(
+        self, method: str, path: str, payload: dict[str, object] | None = None
+    ) -> dict[str, object]:
+        url = f"{self.root}{path}"
+        last_error = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self._client.request(method, url, json=payload)
+            except httpx.TransportError as error:
+                last_error = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        data = response.json()
+                    except ValueError as error:
+                        raise EndpointError(f"{url}: answer is not JSON: {response.text[:200]!r}") from error
+                    if not isinstance(data, dict):
+                        raise EndpointError(f"{url}: answer is not a JSON object")
+                    return data
+                last_error = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code not in RETRY_STATUS:
+                    break
+            if attempt < self.retries:
+                await asyncio.sleep(1.0 * 2**attempt)
+        raise EndpointError(f"{method} {url} failed: {last_error}")
+
+    async def models(self) -> list[str]:
+        data = await self._request("GET", "/models")
+        entries = data.get("data")
+        if not isinstance(entries, list):
+            raise EndpointError(f"{self.root}/models: no 'data' list in the answer")
+        return [str(entry["id"]) for entry in entries if isinstance(entry, dict) and "id" in entry]
+
+    async def resolve_model(self) -> str:
+        if self.model:
+            return self.model
+        names = await self.models()
+        if not names:
+            raise EndpointError(f"{self.root}/models lists no model: pass --model")
+        self.model = names[0]
+        return self.model
+
+    def _payload(
+        self,
+        max_tokens: int,
+        temperature: float,
+        top_p: float | None,
+        seed: int | None,
+        stop: list[str] | None,
+    ) -> dict[str, object]:
+        payload: dict[str, object] = {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        if top_p is not None:
+            payload["top_p"] = top_p
+        if seed is not None:
+            payload["seed"] = seed
+        if stop:
+            payload["stop"] = stop[:4]  # the OpenAI API accepts at most four
+        return payload
+
+    @staticmethod
+    def _usage(data: dict[str, object]) -> tuple[int | None, int | None]:
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            return usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return None, None
+
+    @staticmethod
+    def _first_choice(data: dict[str, object], where: str) -> dict[str, object]:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise EndpointError(f"{where}: answer has no choices: {str(data)[:200]}")
+        return choices[0]
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+    ) -> Completion:
+        payload = self._payload(max_tokens, temperature, top_p, seed, stop)
+        payload["messages"] = messages
+        start = time.monotonic()
+        data = await self._request("POST", "/chat/completions", payload)
+        choice = self._first_choice(data, "chat/completions")
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        prompt_tokens, completion_tokens = self._usage(data)
+        return Completion(
+            text=content if isinstance(content, str) else "",
+            finish_reason=choice.get("finish_reason"),  # type: ignore[arg-type]
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_s=time.monotonic() - start,
+        )
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+    ) -> Completion:
+        payload = self._payload(max_tokens, temperature, top_p, seed, stop)
+        payload["prompt"] = prompt
+        start = time.monotonic()
+        data = await self._request("POST", "/completions", payload)
+        choice = self._first_choice(data, "completions")
+        text = choice.get("text")
+        prompt_tokens, completion_tokens = self._usage(data)
+        return Completion(
+            text=text if isinstance(text, str) else "",
+            finish_reason=choice.get("finish_reason"),  # type: ignore[arg-type]
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_s=time.monotonic() - start,
+        )
