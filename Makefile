@@ -13,10 +13,16 @@ VLLM_VENV ?= /var/tmp/aimachine-vllm-$(VLLM_VERSION)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup lint pytest vllm-venv images molecule test demo demo-destroy deploy check verify clean
+.PHONY: help host-deps host-deps-demo setup lint pytest vllm-venv images molecule test demo demo-destroy deploy check verify clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+host-deps: ## Install and start what the tests need on this machine (Debian packages, dockerd)
+	scripts/bootstrap-host.sh test
+
+host-deps-demo: ## The same for the demo only
+	scripts/bootstrap-host.sh demo
 
 $(BIN)/.stamp: requirements.txt scripts/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +31,10 @@ $(BIN)/.stamp: requirements.txt scripts/pyproject.toml
 	touch $@
 
 setup: $(BIN)/.stamp ## Create .venv with the pinned controller toolchain
+
+$(BIN)/.stamp-lab: requirements-lab.txt $(BIN)/.stamp
+	$(BIN)/pip install -q -r requirements-lab.txt
+	touch $@
 
 lint: setup ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/yamllint -s .
@@ -39,7 +49,7 @@ $(VLLM_VENV)/.stamp: roles/llm_server/defaults/main.yml | setup
 
 vllm-venv: $(VLLM_VENV)/.stamp ## The pinned vLLM in a throwaway venv (its config-key check)
 
-pytest: setup vllm-venv ## Unit and end-to-end tests of the Python and the roles' data
+pytest: setup $(BIN)/.stamp-lab vllm-venv ## Unit and end-to-end tests of the Python and the roles' data
 	AIMACHINE_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/pytest
 
 images: ## Build the systemd base images for molecule (debootstrap; only when their recipe changed)
@@ -48,9 +58,9 @@ images: ## Build the systemd base images for molecule (debootstrap; only when th
 molecule: setup images ## Molecule scenarios: converge, idempotence, check, verify
 	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s; done
 
-test: lint pytest molecule ## Everything CI runs
+test: host-deps lint pytest molecule ## Everything CI runs
 
-demo: setup images ## Deploy the whole appliance into a local systemd container (CPU, tiny model)
+demo: host-deps-demo setup images ## Deploy the whole appliance into a local systemd container (CPU, tiny model)
 	$(BIN)/molecule create -s demo
 	$(BIN)/molecule prepare -s demo --force
 	$(BIN)/molecule converge -s demo
