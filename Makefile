@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY ?= inventories/workstation
-SCENARIOS ?= default
+SCENARIOS ?= default nvidia_driver
 # The pinned vLLM, installed into a throwaway venv only to check the rendered config's keys.
 VLLM_VERSION := $(shell sed -n 's/^llm_server_vllm_version: "\(.*\)"/\1/p' roles/llm_server/defaults/main.yml)
 VLLM_VENV ?= /var/tmp/aimachine-vllm-$(VLLM_VERSION)
@@ -50,7 +50,10 @@ $(VLLM_VENV)/.stamp: roles/llm_server/defaults/main.yml | setup
 vllm-venv: $(VLLM_VENV)/.stamp ## The pinned vLLM in a throwaway venv (its config-key check)
 
 pytest: setup $(BIN)/.stamp-lab vllm-venv ## Unit and end-to-end tests of the Python and the roles' data
-	AIMACHINE_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/pytest
+	# Two processes: the roles' tests import Ansible, whose sys.intern patch breaks a later
+	# torch import in the same interpreter.
+	AIMACHINE_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/pytest tests
+	$(BIN)/pytest scripts/tests
 
 images: ## Build the systemd base images for molecule (debootstrap; only when their recipe changed)
 	molecule/images/build.sh bookworm
