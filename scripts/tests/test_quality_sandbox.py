@@ -37,6 +37,21 @@ from aimachine.quality.sandbox import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+# The sandbox replaces these with private, empty directories.
+PRIVATE_TEMP = ("/tmp/", "/var/tmp/", "/dev/shm/")
+
+
+def _shared_dir() -> Path:
+    """A directory the sandbox sees (read-only) rather than hides: the checkout's git-ignored
+    .cache, unless the checkout itself lies in a temp directory (a CI clone under /tmp)."""
+    base = REPO / ".cache"
+    if str(REPO).startswith(PRIVATE_TEMP):
+        base = Path("/var/cache/aimachine-tests")
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    return base
+
+
 TIMEOUT_S = 4.0
 NPROC = 16
 # A distinct range per test process: two test sessions on one machine must not share sandbox uids.
@@ -190,9 +205,7 @@ def test_daemon_that_escapes_the_session_is_killed(
 def canaries() -> Iterator[list[Path]]:
     """World-writable canary files: only the sandbox's read-only and private mounts protect them."""
     roots = [Path(tempfile.mkdtemp(prefix="quality-canary-", dir="/tmp"))]
-    cache = REPO / ".cache"  # git-ignored; outside every temp directory the sandbox replaces
-    cache.mkdir(exist_ok=True)
-    roots.append(Path(tempfile.mkdtemp(prefix="quality-canary-", dir=cache)))
+    roots.append(Path(tempfile.mkdtemp(prefix="quality-canary-", dir=_shared_dir())))
     if Path("/dev/shm").is_dir():
         roots.append(Path(tempfile.mkdtemp(prefix="quality-canary-", dir="/dev/shm")))
     files = []
@@ -229,7 +242,7 @@ def _unchanged(canaries: list[Path]) -> None:
 def test_writes_and_deletes_outside_fail_and_change_nothing(
     executor: Executor, problem: Problem, canaries: list[Path], action: str
 ) -> None:
-    outside = next(c for c in canaries if not str(c).startswith(("/tmp/", "/dev/shm/")))
+    outside = next(c for c in canaries if not str(c).startswith(PRIVATE_TEMP))
     hostile = "import os, shutil\n" + action.format(path=str(outside))
     verdict, result = run_solution(executor, problem, hostile)
     assert not verdict.passed
@@ -240,7 +253,7 @@ def test_writes_and_deletes_outside_fail_and_change_nothing(
 def test_temp_directories_are_private(executor: Executor, problem: Problem, canaries: list[Path]) -> None:
     name = f"aimachine-escape-{os.getpid()}-{time.monotonic_ns()}"
     targets = [f"/tmp/{name}", f"/var/tmp/{name}", f"/dev/shm/{name}"]
-    shared = [str(c) for c in canaries if str(c).startswith(("/tmp/", "/dev/shm/"))]
+    shared = [str(c) for c in canaries if str(c).startswith(PRIVATE_TEMP)]
     hostile = (
         "import os\n"
         f"for path in {targets!r}:\n"
@@ -389,7 +402,7 @@ def test_unprivileged_user_gets_user_namespace_sandbox(tmp_path: Path) -> None:
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root (to become another user) and setpriv")
     user = 1000 + os.getpid() % 20_000 + 40_000  # not the CI user; any unused uid will do
-    home = REPO / ".cache" / f"quality-user-{os.getpid()}"
+    home = _shared_dir() / f"quality-user-{os.getpid()}"
     home.mkdir(parents=True)
     try:
         canary = home / "own-file.txt"
