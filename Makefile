@@ -6,14 +6,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY ?= inventories/workstation
-SCENARIOS ?= default nvidia_driver
+SCENARIOS ?= default debian13 nvidia_driver
 # The pinned vLLM, installed into a throwaway venv only to check the rendered config's keys.
 VLLM_VERSION := $(shell sed -n 's/^llm_server_vllm_version: "\(.*\)"/\1/p' roles/llm_server/defaults/main.yml)
 VLLM_VENV ?= /var/tmp/aimachine-vllm-$(VLLM_VERSION)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help host-deps host-deps-demo setup lint pytest vllm-venv images molecule test demo demo-destroy deploy check verify clean
+.PHONY: help host-deps host-deps-demo setup lint pytest vllm-venv images molecule test demo demo-destroy deploy check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,14 +56,15 @@ pytest: setup $(BIN)/.stamp-lab vllm-venv ## Unit and end-to-end tests of the Py
 	$(BIN)/pytest scripts/tests
 
 images: ## Build the systemd base images for molecule (debootstrap; only when their recipe changed)
-	molecule/images/build.sh bookworm
+	molecule/images/build.sh bookworm trixie
 
 molecule: setup images ## Molecule scenarios: converge, idempotence, check, verify
 	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s; done
 
 test: host-deps lint pytest molecule ## Everything CI runs
 
-demo: host-deps-demo setup images ## Deploy the whole appliance into a local systemd container (CPU, tiny model)
+demo: host-deps-demo setup ## Deploy the whole appliance into a local systemd container (CPU, tiny model)
+	molecule/images/build.sh bookworm
 	$(BIN)/molecule create -s demo
 	$(BIN)/molecule prepare -s demo --force
 	$(BIN)/molecule converge -s demo
