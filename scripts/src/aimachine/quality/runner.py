@@ -20,6 +20,17 @@ SOLUTIONS = ("model", "canonical", "wrong", "origin")
 STDERR_TAIL = 1500
 
 
+def _completion_fields(completion: Completion) -> dict[str, object]:
+    """What a per-sample record keeps of the endpoint's answer besides its text."""
+    return {
+        "finish_reason": completion.finish_reason,
+        "usage": {
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+        },
+    }
+
+
 @dataclass(frozen=True)
 class RunSettings:
     solutions: str = "model"
@@ -140,13 +151,7 @@ class Runner:
             extraction=extraction.as_dict(),
         )
         if completion is not None:
-            record.update(
-                finish_reason=completion.finish_reason,
-                usage={
-                    "prompt_tokens": completion.prompt_tokens,
-                    "completion_tokens": completion.completion_tokens,
-                },
-            )
+            record.update(_completion_fields(completion))
         exec_s = None
         if not extraction.code.strip():
             record.update(verdict="failed", error_kind="no_code", error_detail="; ".join(extraction.notes))
@@ -230,13 +235,7 @@ class Runner:
             table=score.table(),
         )
         if completion is not None:
-            record.update(
-                finish_reason=completion.finish_reason,
-                usage={
-                    "prompt_tokens": completion.prompt_tokens,
-                    "completion_tokens": completion.completion_tokens,
-                },
-            )
+            record.update(_completion_fields(completion))
         if s.judge and self.judge_endpoint is not None:
             verdict = await judge_answer(self.judge_endpoint, scenario, answer, s.judge_max_tokens)
             record["judge"] = verdict.as_dict()
