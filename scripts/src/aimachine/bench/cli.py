@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--api-key-file", type=Path, help="file holding the key (first line)")
     server.add_argument(
+        "--ca-cert",
+        type=Path,
+        help="PEM CA file to trust for an https --base-url (frontdoor-ca.crt); default: the system store",
+    )
+    server.add_argument(
         "--timeout", type=float, default=600.0, help="seconds without data before a request fails"
     )
 
@@ -206,6 +211,14 @@ def read_api_key(args: argparse.Namespace) -> str | None:
             raise BenchError(f"cannot read --api-key-file: {error}") from None
         return lines[0].strip() if lines and lines[0].strip() else None
     return os.environ.get(args.api_key_env) or None
+
+
+def read_ca_cert(args: argparse.Namespace) -> str | None:
+    if args.ca_cert is None:
+        return None
+    if not args.ca_cert.is_file():
+        raise BenchError(f"--ca-cert {args.ca_cert} is not a file")
+    return str(args.ca_cert)
 
 
 def engine_of(models: dict[str, Any], model: str) -> str:
@@ -377,9 +390,10 @@ def run(args: argparse.Namespace) -> int:
             "(or --tokenizer), or use --dataset coding"
         )
 
-    models = asyncio.run(server_models(Endpoint(args.base_url, args.api, args.model or "", api_key)))
+    ca_cert = read_ca_cert(args)
+    models = asyncio.run(server_models(Endpoint(args.base_url, args.api, args.model or "", api_key, ca_cert)))
     model = _served_model(models, args.model, args.base_url)
-    endpoint = Endpoint(args.base_url, args.api, model, api_key)
+    endpoint = Endpoint(args.base_url, args.api, model, api_key, ca_cert)
     engine = engine_of(models, model)
     fixed = args.stop == "fixed"
     ignore_eos = fixed and (args.ignore_eos == "yes" or (args.ignore_eos == "auto" and engine == "vllm"))

@@ -12,6 +12,7 @@ what inflates TTFT and ITL when many streams deliver at once (docs/benchmarks.md
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,10 +36,16 @@ class Endpoint:
     api: Api
     model: str
     api_key: str | None = field(default=None, repr=False)
+    # PEM file of the CA to trust for https (the front door's generated CA); None: the system store.
+    ca_cert: str | None = None
 
     @property
     def url(self) -> str:
         return self.base_url.rstrip("/") + PATHS[self.api]
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """TLS trust for aiohttp: the given CA only, or True for the system store (always verified)."""
+        return ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else True
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}

@@ -74,7 +74,10 @@ async def server_models(endpoint: Endpoint) -> dict[str, Any]:
     url = endpoint.base_url.rstrip("/") + "/v1/models"
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as session,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=endpoint.ssl_context()),
+                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S),
+            ) as session,
             session.get(url, headers=endpoint.headers()) as response,
         ):
             status, text = response.status, await response.text(errors="replace")
@@ -170,7 +173,9 @@ async def run_levels(
     widest = max([lv.concurrency or lv.max_concurrency or 0 for lv in levels] + [len(warmup_prompts), 1])
     open_ended = any(lv.rate is not None and lv.max_concurrency is None for lv in levels)
     # Open-ended arrivals may have any number in flight; otherwise one connection a stream.
-    connector = aiohttp.TCPConnector(limit=0 if open_ended else widest, limit_per_host=0)
+    connector = aiohttp.TCPConnector(
+        limit=0 if open_ended else widest, limit_per_host=0, ssl=sending.endpoint.ssl_context()
+    )
     # --timeout bounds the wait for each read, not the whole (possibly long) generation.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout_s, 30.0), sock_read=timeout_s)
     total = len(warmup_prompts) + sum(len(p) for p in level_prompts)
