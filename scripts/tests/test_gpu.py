@@ -323,3 +323,75 @@ def test_lent_h200_nvidia_smi_and_nvml_agree():
 def test_lent_h200_noheader_output_with_the_queried_fields():
     (record,) = gpu.parse_query_gpu_csv(read("h200-lent.noheader-nounits.csv"), gpu.SMI_FIELDS)
     assert record["memory.total"] == "143771" and record["display_active"] == "Disabled"
+
+
+# --- driver/library version mismatch (recorded real output, SOURCES.md [5] [6]) ---------------
+
+
+def _replay_mismatch(name: str, status: int = 18):
+    def run(argv, **_):
+        return subprocess.CompletedProcess(argv, status, read(name), "")
+
+    return run
+
+
+def test_nvidia_smi_mismatch_names_both_versions_and_the_fix(tmp_path):
+    proc = tmp_path / "version"
+    proc.write_text(read("driver-mismatch.truenas-19.proc-driver-nvidia-version.txt"))
+    with pytest.raises(gpu.DriverMismatchError) as caught:
+        gpu.query_nvidia_smi(
+            run=_replay_mismatch("driver-mismatch.truenas-19.nvidia-smi.txt"), proc_version=proc
+        )
+    error = caught.value
+    assert (error.kernel_version, error.library_version) == ("580.173.02", "580.178")
+    assert "reboot, or reload the nvidia modules" in str(error)
+    assert "kernel module 580.173.02, userspace library 580.178" in str(error)
+
+
+def test_mismatch_is_not_mistaken_for_an_old_nvidia_smi_or_no_gpu(tmp_path):
+    with pytest.raises(gpu.DriverMismatchError) as caught:
+        gpu.query_nvidia_smi(
+            run=_replay_mismatch("driver-mismatch.gputil-55.txt"), proc_version=tmp_path / "none"
+        )
+    assert caught.value.library_version == "535.161"
+    assert caught.value.kernel_version is None  # no /proc entry: said as unknown, not guessed
+
+
+def test_open_kernel_module_version_line_is_read(tmp_path):
+    proc = tmp_path / "version"
+    # The open modules' wording, as published in install notes (cat /proc/driver/nvidia/version).
+    proc.write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  555.58.02  Release Build  "
+        "(dvs-builder@U16-I3-B03-4-3)  Tue Jun 25 01:26:03 UTC 2024\n"
+    )
+    assert gpu.kernel_module_version(proc) == "555.58.02"
+
+
+class FakePynvmlMismatch(FakePynvmlForArithmetic):
+    """nvmlInit fails as NVML does after a driver update without a reboot (error 18, its string)."""
+
+    def nvmlInit(self):
+        raise self.NVMLError("Driver/library version mismatch")
+
+
+def test_nvml_mismatch_asks_nvidia_smi_for_the_library_version(tmp_path):
+    proc = tmp_path / "version"
+    proc.write_text(read("driver-mismatch.truenas-19.proc-driver-nvidia-version.txt"))
+    with pytest.raises(gpu.DriverMismatchError) as caught:
+        gpu.detect_gpus(
+            nvml=FakePynvmlMismatch(),
+            run=_replay_mismatch("driver-mismatch.truenas-19.nvidia-smi.txt"),
+            proc_version=proc,
+        )
+    assert (caught.value.kernel_version, caught.value.library_version) == ("580.173.02", "580.178")
+
+
+def test_mismatch_exit_status_and_message(monkeypatch, capsys):
+    def mismatch(**_):
+        raise gpu.DriverMismatchError("580.178", "580.173.02")
+
+    monkeypatch.setattr(gpu, "detect_gpus", mismatch)
+    assert gpu.main([]) == gpu.EXIT_DRIVER_MISMATCH == 4
+    err = capsys.readouterr().err
+    assert err.startswith("aimachine-gpu-facts: NVIDIA Driver/library version mismatch")
+    assert "reboot, or reload the nvidia modules" in err

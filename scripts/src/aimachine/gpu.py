@@ -4,7 +4,8 @@
 index, name, uuid, pci_bus_id, memory_total_mib, memory_reserved_mib, memory_free_mib,
 compute_capability ("8.9"), memory_bus_width_bits, memory_bus_width_source, memory_clock_max_mhz,
 bandwidth_gbs, driver_version, cuda_driver_version, power_limit_w, display_active, source.
-No GPU (no driver, no nvidia-smi): an empty list.
+No GPU (no driver, no nvidia-smi): an empty list. A driver that does not answer exits 3; a
+driver/library version mismatch (updated driver, not rebooted) exits 4 with the fix on stderr.
 
 Memory bandwidth = max memory clock x 2 x bus width / 8. NVML and nvidia-smi report the memory
 clock as half the per-pin data rate for GDDR6, GDDR6X, GDDR7 and HBM alike, so the factor is 2
@@ -71,10 +72,53 @@ _HEADER_UNIT = re.compile(r"^(?P<name>[^\[]+?)\s*\[(?P<unit>[^\]]+)\]$")
 _CUDA_VERSION = re.compile(r"^CUDA Version\s*:\s*(\S.*?)\s*$", re.MULTILINE)
 
 Runner = Callable[..., subprocess.CompletedProcess]
+EXIT_DRIVER_MISMATCH = 4
 
 
 class GpuProbeError(RuntimeError):
     """A driver is there but does not answer: not the same as "no GPU"."""
+
+
+# The kernel module loaded at boot and the userspace library (libnvidia-ml, nvidia-smi) differ:
+# a driver package was upgraded (or a kernel update rebuilt the module) without a reboot. NVML's
+# error string and nvidia-smi's message both say this; nvidia-smi exits 18 (NVML's error code).
+MISMATCH_TEXT = "Driver/library version mismatch"
+_NVML_LIBRARY_VERSION = re.compile(r"^NVML library version:\s*(\S+)", re.MULTILINE)
+_KERNEL_MODULE_VERSION = re.compile(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)")
+PROC_DRIVER_VERSION = Path("/proc/driver/nvidia/version")
+MISMATCH_FIX = (
+    "reboot, or reload the nvidia modules "
+    "(rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia; modprobe nvidia)"
+)
+
+
+class DriverMismatchError(GpuProbeError):
+    """The loaded kernel module and the userspace driver library are different versions."""
+
+    def __init__(self, library_version: str | None, kernel_version: str | None) -> None:
+        self.library_version = library_version
+        self.kernel_version = kernel_version
+        super().__init__(
+            f"NVIDIA {MISMATCH_TEXT}: kernel module {kernel_version or 'unknown'}, userspace library "
+            f"{library_version or 'unknown'} (the driver was updated since boot). Fix: {MISMATCH_FIX}."
+        )
+
+
+def kernel_module_version(proc_version: Path = PROC_DRIVER_VERSION) -> str | None:
+    """Version of the loaded nvidia kernel module, from /proc/driver/nvidia/version."""
+    try:
+        match = _KERNEL_MODULE_VERSION.search(proc_version.read_text())
+    except OSError:
+        return None
+    return match.group(1) if match else None
+
+
+def mismatch_from_output(output: str, proc_version: Path = PROC_DRIVER_VERSION) -> DriverMismatchError | None:
+    """A DriverMismatchError when nvidia-smi's (or NVML's) output reports the mismatch, else None."""
+    if MISMATCH_TEXT.lower() not in output.lower():
+        return None
+    library = _NVML_LIBRARY_VERSION.search(output)
+    return DriverMismatchError(library.group(1) if library else None, kernel_module_version(proc_version))
 
 
 def bandwidth_gbs(memory_clock_max_mhz: float | None, bus_width_bits: int | None) -> float | None:
@@ -179,7 +223,10 @@ def _run(run: Runner, argv: list[str]) -> subprocess.CompletedProcess:
 
 
 def query_nvidia_smi(
-    run: Runner = subprocess.run, record_dir: Path | None = None, nvidia_smi: str = "nvidia-smi"
+    run: Runner = subprocess.run,
+    record_dir: Path | None = None,
+    nvidia_smi: str = "nvidia-smi",
+    proc_version: Path = PROC_DRIVER_VERSION,
 ) -> list[dict[str, Any]]:
     """GPU facts from nvidia-smi; [] when nvidia-smi is not installed."""
     fields = list(SMI_FIELDS)
@@ -192,6 +239,9 @@ def query_nvidia_smi(
         if done.returncode == 0:
             break
         output = ((done.stdout or "") + (done.stderr or "")).strip()
+        mismatch = mismatch_from_output(output, proc_version)
+        if mismatch:
+            raise mismatch
         invalid = _INVALID_FIELD.search(output)
         if invalid and invalid.group(1) in fields and invalid.group(1) in SMI_OPTIONAL_FIELDS:
             fields.remove(invalid.group(1))
@@ -271,7 +321,10 @@ def query_nvml(nvml: Any) -> list[dict[str, Any]]:
 
 
 def detect_gpus(
-    nvml: Any | None = None, run: Runner = subprocess.run, record_dir: Path | None = None
+    nvml: Any | None = None,
+    run: Runner = subprocess.run,
+    record_dir: Path | None = None,
+    proc_version: Path = PROC_DRIVER_VERSION,
 ) -> list[dict[str, Any]]:
     """Facts of every NVIDIA GPU: NVML when the driver's library loads, else nvidia-smi; [] if none."""
     if nvml is None:
@@ -283,12 +336,22 @@ def detect_gpus(
         try:
             gpus = query_nvml(nvml)
         except nvml.NVMLError as error:  # no libnvidia-ml, or the driver is not loaded
+            mismatch = mismatch_from_output(str(error), proc_version)
+            if mismatch:
+                # NVML has no "NVML library version" line; ask nvidia-smi, which prints it.
+                try:
+                    query_nvidia_smi(run, None, proc_version=proc_version)
+                except DriverMismatchError as smi_mismatch:
+                    raise smi_mismatch from error
+                except GpuProbeError:
+                    pass
+                raise mismatch from error
             print(f"NVML unavailable ({error}); trying nvidia-smi", file=sys.stderr)
         else:
             if record_dir:
                 (record_dir / "nvml.json").write_text(json.dumps(gpus, indent=2) + "\n")
             return gpus
-    return query_nvidia_smi(run, record_dir)
+    return query_nvidia_smi(run, record_dir, proc_version=proc_version)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -314,9 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 gpus = query_nvml(pynvml)
             except pynvml.NVMLError as error:
-                raise GpuProbeError(f"NVML: {error}") from error
+                raise mismatch_from_output(str(error)) or GpuProbeError(f"NVML: {error}") from error
         else:
             gpus = detect_gpus(record_dir=args.record)
+    except DriverMismatchError as error:
+        # Its own exit status: preflight turns it into the driver_mismatch fact and the fix.
+        print(f"aimachine-gpu-facts: {error}", file=sys.stderr)
+        return EXIT_DRIVER_MISMATCH
     except GpuProbeError as error:
         print(f"aimachine-gpu-facts: {error}", file=sys.stderr)
         return 3
