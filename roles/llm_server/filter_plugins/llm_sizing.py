@@ -68,6 +68,11 @@ DEFAULT_PROFILE: dict[str, Any] = {
     # (EngineArgs.get_batch_defaults, vLLM 0.33.0).
     "max_num_batched_tokens": 2048,
     "tensor_parallel_size": 1,
+    # Pipeline stages, one per host (vLLM's Ray executor across hosts; docs/multi-host.md). Each
+    # stage holds its share of the layers: weights and KV cache per GPU shrink with it.
+    "pipeline_parallel_size": 1,
+    # "" lets vLLM choose (mp on one host); "ray" is required when the stages span hosts.
+    "distributed_executor_backend": "",
     # "auto": the model's dtype. fp8 halves the KV cache but has failed on Ampere (vllm#7714).
     "kv_cache_dtype": "auto",
     # None: computed. A number overrides the computed utilization (still checked).
@@ -191,17 +196,22 @@ def _kv_shape(config: Mapping[str, Any], kv_cache_dtype: str) -> tuple[int, int,
 
 
 def kv_bytes_per_token(
-    config: Mapping[str, Any], kv_cache_dtype: str = "auto", tensor_parallel_size: int = 1
+    config: Mapping[str, Any],
+    kv_cache_dtype: str = "auto",
+    tensor_parallel_size: int = 1,
+    pipeline_parallel_size: int = 1,
 ) -> int:
     """KV-cache bytes per token: 2 (K and V) x layers x KV heads x head dim x element size.
 
     With tensor parallelism each GPU holds its share of the KV heads (at least one: vLLM
-    replicates heads when there are fewer heads than GPUs), and the result is per GPU.
+    replicates heads when there are fewer heads than GPUs); with pipeline parallelism each stage
+    holds its share of the layers (the largest share counts). The result is per GPU.
     Qwen2.5-7B: 2 x 28 x 4 x 128 x 2 bytes = 57344 bytes (56 KiB).
     """
     layers, kv_heads, head_dim, element = _kv_shape(config, kv_cache_dtype)
     tp = _positive_int(tensor_parallel_size, "tensor_parallel_size")
-    return 2 * layers * max(1, kv_heads // tp) * head_dim * element
+    pp = _positive_int(pipeline_parallel_size, "pipeline_parallel_size")
+    return 2 * math.ceil(layers / pp) * max(1, kv_heads // tp) * head_dim * element
 
 
 def model_props(config: Mapping[str, Any], weights_bytes: int | str | None = None) -> dict[str, Any]:
@@ -293,6 +303,13 @@ def vllm_sizing(
     warnings: list[str] = []
 
     tp = _positive_int(prof["tensor_parallel_size"], "tensor_parallel_size")
+    pp = _positive_int(prof["pipeline_parallel_size"], "pipeline_parallel_size")
+    backend = str(prof["distributed_executor_backend"] or "")
+    if backend not in ("", "ray", "mp"):
+        raise SizingError(f"distributed_executor_backend must be '', 'ray' or 'mp', got {backend!r}")
+    if pp > 1 and backend == "":
+        # The stages run on other hosts (this host has tensor_parallel_size GPUs): only Ray spans hosts.
+        backend = "ray"
     gpus = _gpu_list(gpu)
     if len(gpus) < tp:
         raise SizingError(
@@ -328,9 +345,11 @@ def vllm_sizing(
             )
 
     weights_total = _positive_int(_get(model, "weights_bytes"), "weights_bytes")
-    weights = math.ceil(weights_total / tp)
+    weights = math.ceil(weights_total / (tp * pp))
     layers, kv_heads, head_dim, element = _kv_shape(model, kv_dtype)
-    kv_token = kv_bytes_per_token(model, kv_dtype, tp)
+    if pp > layers:
+        raise SizingError(f"pipeline_parallel_size={pp} exceeds the model's {layers} layers")
+    kv_token = kv_bytes_per_token(model, kv_dtype, tp, pp)
     max_pos = _int(_get(model, "max_position_embeddings", 0), "max_position_embeddings")
 
     seqs = _positive_int(prof["max_num_seqs"], "max_num_seqs")
@@ -390,6 +409,7 @@ def vllm_sizing(
     kv_bytes = budget - weights - overhead
     arithmetic: dict[str, Any] = {
         "gpus_used": tp,
+        "pipeline_stages": pp,
         "usable_gib_per_gpu": _gib(usable),
         "reserved_by_driver_gib": _gib(max(reserved)),
         "display_active": display,
@@ -407,8 +427,8 @@ def vllm_sizing(
         "kv_cache_gib": _gib(max(kv_bytes, 0)),
         "kv_bytes_per_token_per_gpu": kv_token,
         "kv_formula": (
-            f"2 x {layers} layers x {max(1, kv_heads // tp)} KV heads/GPU x {head_dim} head dim x "
-            f"{element} B = {kv_token} B/token"
+            f"2 x {math.ceil(layers / pp)} layers x {max(1, kv_heads // tp)} KV heads/GPU x "
+            f"{head_dim} head dim x {element} B = {kv_token} B/token"
         ),
     }
 
@@ -460,6 +480,8 @@ def vllm_sizing(
         "max_num_batched_tokens": batched,
         "gpu_memory_utilization": util,
         "tensor_parallel_size": tp,
+        "pipeline_parallel_size": pp,
+        "distributed_executor_backend": backend,
         "kv_cache_dtype": kv_dtype,
         "kv_cache_gib": _gib(kv_bytes),
         "kv_cache_tokens": capacity,
