@@ -45,6 +45,59 @@ CASES = {
         ["-e", "vm_llm_aimachine_api_key=short"],
         "llm_server_api_key must be at least 32 characters",
     ),
+    # docs/bad-input.md lists every row below with the exact error.
+    "port above 65535": (["-e", "vm_llm_aimachine_port=70000"], "llm_server_port must be 1024-65535"),
+    "unknown model source": (["-e", "vm_llm_aimachine_model_source=ftp"], "vm_llm_aimachine_model_source"),
+    "unknown driver source": (
+        ["-e", "vm_llm_aimachine_nvidia_driver_source=ppa"],
+        "vm_llm_aimachine_nvidia_driver_source",
+    ),
+    "reboot not a boolean": (["-e", "vm_llm_aimachine_reboot=maybe"], "vm_llm_aimachine_reboot"),
+    "model size not a number": (
+        ["-e", "vm_llm_aimachine_model_size_bytes=big"],
+        "vm_llm_aimachine_model_size_bytes",
+    ),
+    "vllm profile not a mapping": (
+        ["-e", "vm_llm_aimachine_vllm_profile=8192"],
+        "vm_llm_aimachine_vllm_profile",
+    ),
+    "model id without owner": (
+        [
+            "-e",
+            "vm_llm_aimachine_model=",
+            "-e",
+            "vm_llm_aimachine_model_id=no-owner",
+            "-e",
+            "vm_llm_aimachine_model_revision=" + "a" * 40,
+        ],
+        "llm_model_id must be 'owner/name' (got 'no-owner')",
+    ),
+    "gpu mode on a host without a gpu": (
+        ["-e", "vm_llm_aimachine_mode=gpu"],
+        "llm_preflight_mode is 'gpu' but this host shows no NVIDIA display controller",
+    ),
+    "model larger than the disk": (
+        ["-e", "vm_llm_aimachine_model=", "-e", "vm_llm_aimachine_model_size_bytes=1000000000000000"],
+        "Not enough disk space for the model on",
+    ),
+    "engine argument sets the port": (
+        ["-e", '{"llm_server_extra_args": ["--port", "9000"]}'],
+        "llm_server_extra_args must not set --host, --port or --api-key",
+    ),
+    "engine arguments not a list of strings": (
+        ["-e", '{"llm_server_extra_args": {"port": 9000}}'],
+        "llm_server_extra_args",
+    ),
+    "negative restart delay": (
+        ["-e", "llm_server_restart_sec=-1"],
+        "llm_server_restart_sec must be >= 0 (got -1)",
+    ),
+    "restart delay not a number": (["-e", "llm_server_restart_sec=soon"], "llm_server_restart_sec"),
+    "known-good copies where the engine writes": (
+        ["-e", "llm_server_known_good_dir=/var/lib/aimachine/server/known-good"],
+        "llm_server_known_good_dir (/var/lib/aimachine/server/known-good) an absolute path outside "
+        "llm_server_state_dir",
+    ),
 }
 
 
