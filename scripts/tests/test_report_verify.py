@@ -8,6 +8,7 @@ first; `gates` re-checks the latest report against new thresholds without measur
 from __future__ import annotations
 
 import json
+import tarfile
 
 import pytest
 from aimachine.report import cli
@@ -91,6 +92,10 @@ def test_verify_once_per_deployment(live_server, tmp_path):
     assert report["metadata"]["host"]["cpus"] and report["label"]["banner"].startswith("CPU MODE")
     assert report["cost"]["available"] and report["quality"]["not_run"] == ["MBPP"]
     assert (latest / "report.md").exists() and (latest / "clients" / "openai-env.sh").exists()
+    with tarfile.open(latest / "bundle.tar.gz") as tar:
+        names = set(tar.getnames())
+    on_disk = {p.relative_to(latest).as_posix() for p in latest.rglob("*") if p.is_file()}
+    assert names == on_disk - {"bundle.tar.gz"}
 
     assert not cli.plan(config)["would_run"]
     again = cli.run(config, "quick", force=False)

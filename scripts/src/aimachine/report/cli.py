@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -338,6 +339,7 @@ def run(config: dict[str, Any], mode: str, force: bool) -> dict[str, Any]:
         history=load_history(history, out),
         generated_at=now.isoformat(timespec="seconds"),
     )
+    bundle(out)
     tmp = state / ".latest.tmp"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -360,6 +362,19 @@ def run(config: dict[str, Any], mode: str, force: bool) -> dict[str, Any]:
         "quality_exit": quality_rc,
         "gates": report["gates"],
     }
+
+
+BUNDLE = "bundle.tar.gz"
+
+
+def bundle(run_dir: Path) -> Path:
+    """Everything of a run in one archive, so the controller fetches one file."""
+    path = run_dir / BUNDLE
+    with tarfile.open(path, "w:gz") as tar:
+        for item in sorted(run_dir.rglob("*")):
+            if item.is_file() and item != path:
+                tar.add(item, arcname=item.relative_to(run_dir).as_posix(), recursive=False)
+    return path
 
 
 def gates(config: dict[str, Any], report_path: Path | None) -> dict[str, Any]:

@@ -66,8 +66,18 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
         if key_file
         else f'"${{{key_env}:?set {key_env} first}}"'
     )
+    ca_file = endpoint.get("ca_file")
+    # A front door with the appliance's own CA: clients must trust that CA (httpx, the OpenAI SDK
+    # and Aider read SSL_CERT_FILE).
+    trust = (
+        f"# The endpoint's certificate is signed by the appliance's CA ({ca_file} on the host).\n"
+        + (f"export SSL_CERT_FILE={shlex.quote(str(ca_file))}\n")
+        if ca_file
+        else ""
+    )
     env = (
         header
+        + trust
         + f"export OPENAI_BASE_URL={shlex.quote(base_url)}\n"
         + f"export OPENAI_API_BASE={shlex.quote(base_url)}\n"
         + f"export OPENAI_MODEL={shlex.quote(model)}\n"
@@ -80,6 +90,7 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
         "key_env": key_env,
         "key_file": key_file,
         "via": endpoint.get("via", "engine"),
+        "ca_file": ca_file,
         "files": {
             name: text.format(key_env=key_env, key_file=key_file or "$" + key_env)
             for name, text in FILES.items()

@@ -77,7 +77,9 @@ def _header(report: dict[str, Any]) -> list[str]:
 def _summary(report: dict[str, Any]) -> list[str]:
     rows = []
     for row in report["summary"]:
-        measured = _n(row.get("measured"), 1)
+        # Money needs more digits than speeds and percentages (cents per million tokens).
+        digits = 1 if row.get("unit") in ("%", "tok/s", "ms", "") else 4
+        measured = _n(row.get("measured"), digits)
         if row.get("measured") is not None and row.get("unit"):
             measured += f" {row['unit']}" if row["unit"] != "%" else "%"
         if row.get("stderr") is not None:
