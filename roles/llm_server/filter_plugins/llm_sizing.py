@@ -42,13 +42,18 @@ CUDA_CONTEXT_BYTES = 600 * MIB
 # Never hand vLLM more than this share of a card: free memory moves between preflight and
 # start, and vLLM refuses to start if its budget is not free.
 MAX_GPU_MEMORY_UTILIZATION = 0.95
-# CUDA graphs: 1-3 GiB (vllm#11251). Since v0.21.0 vLLM measures the graph pool and takes it
-# out of the KV cache, so this estimate only decides whether our max_model_len still fits.
-CUDA_GRAPH_BYTES = GIB
+# CUDA graphs: vLLM 0.26 on the lent H200 measured 0.08 GiB for the 12 graphs of 16 sequences
+# (docs/benchmarks.md, proving run); older releases were reported at 1-3 GiB (vllm#11251). Since
+# v0.21.0 vLLM measures the pool and takes it out of the KV cache, so this only decides whether
+# our max_model_len still fits: 3x the measurement.
+CUDA_GRAPH_BYTES = GIB // 4
 # cuBLAS/Triton workspaces and torch.compile buffers that the profiling pass also counts.
 RUNTIME_FIXED_BYTES = GIB // 2
-# When the model's shapes are unknown, the activation peak is taken as this.
-ACTIVATION_FALLBACK_BYTES = GIB
+# vLLM's profiling peak, measured on the lent H200 (vLLM 0.26, 7B AWQ): 1.04 GiB at 2,048 batched
+# tokens, 1.13 GiB at 8,192: a fixed part (workspaces) and a small per-token part.
+ACTIVATION_FIXED_BYTES = GIB
+# When the model's shapes are unknown, the per-token part is taken as this.
+ACTIVATION_FALLBACK_BYTES = GIB // 4
 # Keep 10% of the estimated KV cache spare, so a low estimate above cannot make vLLM refuse
 # max_model_len at start.
 KV_SAFETY_FACTOR = 0.90
@@ -263,21 +268,21 @@ def _capability(value: Any) -> tuple[int, int] | None:
 
 
 def _activation_bytes(props: Mapping[str, Any], tokens: int, seqs: int, tp: int) -> tuple[int, str]:
-    """Peak of vLLM's profiling pass: the widest layer's buffers for the batched tokens plus the
-    sampler's float32 logits and probabilities for every sequence. An estimate (docs/sizing.md)."""
+    """Peak of vLLM's profiling pass: a fixed part, float32 hidden states for the batched tokens
+    and the sampler's float32 logits and probabilities for every sequence. Fitted to the two
+    measured starts (docs/sizing.md); `inter` and `tp` no longer enter (torch.compile fuses the MLP)."""
     hidden = _get(props, "hidden_size")
     inter = _get(props, "intermediate_size")
     vocab = _get(props, "vocab_size")
     if hidden in (None, "") or inter in (None, "") or vocab in (None, ""):
-        return ACTIVATION_FALLBACK_BYTES, "fallback (hidden/intermediate/vocab size unknown)"
+        return ACTIVATION_FIXED_BYTES + ACTIVATION_FALLBACK_BYTES, "fallback (hidden/intermediate/vocab size unknown)"
     hidden_i = _positive_int(hidden, "hidden_size")
-    inter_i = _positive_int(inter, "intermediate_size") // tp
+    _positive_int(inter, "intermediate_size")
     vocab_i = _positive_int(vocab, "vocab_size")
-    # gate+up output (2I), activated (I), and four hidden-wide buffers, fp16.
-    layer = tokens * (3 * inter_i + 4 * hidden_i) * 2
+    per_token = tokens * hidden_i * 4
     sampler = seqs * vocab_i * 4 * 2
-    formula = f"{tokens} tokens x (3 x {inter_i} + 4 x {hidden_i}) x 2 B + {seqs} seqs x {vocab_i} x 4 B x 2"
-    return layer + sampler, formula
+    formula = f"1 GiB + {tokens} tokens x {hidden_i} x 4 B + {seqs} seqs x {vocab_i} x 4 B x 2"
+    return ACTIVATION_FIXED_BYTES + per_token + sampler, formula
 
 
 def vllm_sizing(

@@ -1,0 +1,111 @@
+#!/bin/bash
+# The GPU proving run (docs/benchmarks.md, "Proving run on a real GPU"): vLLM started with the
+# appliance's rendered config and unit environment, then aimachine-bench and `vllm bench serve`
+# against it. Runs on the lent GPU machine from the checkout's root; each argument is a step, and
+# steps already done (marker in /tmp/res) are skipped, so one run can span several warm calls.
+# Inputs, carried in .gpu/ (git-ignored): p/dpartN/partN (vLLM 0.26.0 wheels, ../shared/gpu),
+# tools/make_awq_model.py + stand-in-tokenizer (../shared/gpu), tools/tok152k (extend_tokenizer.py),
+# render/ (playbooks/render-serving-config.yml -e render_dir=.gpu/render), run/*.jsonl (make_prompts.py).
+set -u
+R=/tmp/res; mkdir -p $R /tmp/parts
+M=/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ
+export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD/scripts/src
+log() { echo "[$(date +%T)] $*" | tee -a $R/steps.log; }
+now() { date +%s.%N; }
+healthy() { python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status == 200 else 1)" 2>/dev/null; }
+start_server() { # $1: label [$2: config]
+  local cfg=${2:-/etc/aimachine/aimachine-llm.yaml}
+  ( set -a; . /etc/aimachine/aimachine-llm.env; set +a; export HOME=/var/lib/aimachine/server
+    cd /var/lib/aimachine/server
+    exec setsid python3 -m vllm.entrypoints.cli.main serve --config "$cfg" \
+      > $R/vllm-$1.log 2>&1 < /dev/null ) &
+  local t0; t0=$(now); echo $! > $R/server.pid
+  while ! healthy; do
+    sleep 0.5
+    if ! kill -0 "$(cat $R/server.pid)" 2>/dev/null; then log "server $1 DIED"; tail -40 $R/vllm-$1.log; return 1; fi
+    if awk -v a="$(now)" -v b="$t0" 'BEGIN{exit !(a-b>480)}'; then log "server $1 not healthy in 480 s"; return 1; fi
+  done
+  log "server $1 healthy after $(awk -v a="$(now)" -v b="$t0" 'BEGIN{printf "%.1f", a-b}') s"
+}
+stop_server() { local p; p=$(cat $R/server.pid 2>/dev/null) || return 0; kill -TERM -- -"$p" 2>/dev/null; for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done; kill -KILL -- -"$p" 2>/dev/null; sleep 2; log "server stopped"; }
+key() { sed -n 's/^VLLM_API_KEY=//p' /etc/aimachine/aimachine-llm.env; }
+ours() { # $1 round $2 seed $3 levels $4 output-len
+  OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:8000 --model-dir $M \
+    --input-len 512 --output-len "${4:-128}" --ignore-eos yes --temperature 0 --concurrency "$3" --seed "$2" \
+    --telemetry-hz 10 --no-progress --output $R/ours-$1 > $R/ours-$1.txt 2>&1; log "ours $1 rc=$?"; tail -12 $R/ours-$1.txt; }
+vb() { # $1 round
+  for c in 1 2 4 8 16 32; do n=$(( c*4 > 8 ? c*4 : 8 ))
+    OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
+      --base-url http://127.0.0.1:8000 --endpoint /v1/chat/completions --model qwen2.5-7b-instruct --tokenizer $M \
+      --dataset-name custom --dataset-path .gpu/run/vllm-$1-c$c.jsonl --skip-chat-template --custom-output-len 128 \
+      --num-prompts $n --max-concurrency $c --ignore-eos --temperature 0 --disable-shuffle --disable-tqdm \
+      --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,90,99 \
+      --save-result --result-dir $R/vllm-$1 --result-filename c$c.json > $R/vllm-$1-c$c.txt 2>&1
+    log "vllm bench $1 c$c rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/vllm-$1-c$c.txt | tr -s ' ' | tr '\n' ';')"
+  done; }
+for step in "$@"; do
+  [ "$step" != pack ] && [ -e $R/done-$step ] && { log "skip $step (done)"; continue; }
+  log "step $step"
+  case $step in
+    parts0) cp .gpu/p/dpart0/part0 /tmp/parts/ && nvidia-smi -L ;;
+    model) python3 .gpu/tools/make_awq_model.py /tmp/model && cp .gpu/tools/stand-in-tokenizer/* /tmp/model/ && cp -f .gpu/tools/tok152k/* /tmp/model/ && ls -la /tmp/model ;;
+    parts[1-6]) n=${step#parts}; cp .gpu/p/dpart$n/part$n /tmp/parts/ ;;
+    install)
+      cat /tmp/parts/part0 /tmp/parts/part1 /tmp/parts/part2 /tmp/parts/part3 /tmp/parts/part4 /tmp/parts/part5 /tmp/parts/part6 > /tmp/w.tar
+      echo "sha $(sha256sum /tmp/w.tar | cut -c1-16) want $(cat .gpu/p/SHA256-PREFIX 2>/dev/null || echo b119fdc40e74d4bc)"
+      mkdir -p /tmp/wh && tar -C /tmp/wh -xf /tmp/w.tar && rm -f /tmp/w.tar
+      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/wh/*.whl || exit 1
+      mkdir -p /var/lib/aimachine/models /var/lib/aimachine/server /etc/aimachine
+      ln -sfn /tmp/model $M
+      install -m 0600 .gpu/render/aimachine-llm.env /etc/aimachine/aimachine-llm.env
+      total=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0)
+      util=$(python3 -c "print(round(0.95*16384/$total, 5))")
+      sed "s/^gpu-memory-utilization: .*/gpu-memory-utilization: $util/" .gpu/render/aimachine-llm.yaml > /etc/aimachine/aimachine-llm.yaml
+      diff .gpu/render/aimachine-llm.yaml /etc/aimachine/aimachine-llm.yaml | tee $R/config-diff.txt
+      python3 -c "import vllm; print('vllm', vllm.__version__)" 2>&1 | tail -1 | tee $R/versions.txt
+      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.mem,pstate --format=csv | tee -a $R/versions.txt
+      python3 -m aimachine.gpu > $R/gpu-facts.json 2>&1; head -c 1500 $R/gpu-facts.json ;;
+    cold) rm -rf /var/lib/aimachine/server/* /root/.cache/vllm /tmp/torchinductor_*; start_server cold || exit 1 ;;
+    tok) stop_server; mkdir -p $R/old && mv $R/vllm-r1* $R/ours-r1* $R/smi-ours-r1.csv $R/old/; cp -f .gpu/tools/tok152k/* /tmp/model/ && ls -la /tmp/model/tokenizer.json ;;
+    mbt8k) stop_server; sed 's/^max-num-batched-tokens: .*/max-num-batched-tokens: 8192/' /etc/aimachine/aimachine-llm.yaml > /tmp/cfg8k.yaml
+      start_server mbt8k /tmp/cfg8k.yaml; grep -h "Actual usage\|Available KV\|KV cache size" $R/vllm-mbt8k.log | cut -c1-600; stop_server ;;
+    ours-a|ours-b) healthy || start_server extra || exit 1
+      ( nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw,temperature.gpu,clocks.sm,clocks.mem --format=csv -lms 200 > $R/smi-$step.csv & echo $! > $R/smi.pid )
+      ours "${step#ours-}" "$([ $step = ours-a ] && echo 1 || echo 2)" 1,2,4,8,16,32; kill "$(cat $R/smi.pid)" ;;
+    vllm-a|vllm-b) healthy || start_server extra || exit 1; vb "$([ $step = vllm-a ] && echo r1 || echo r2)" ;;
+    single) healthy || start_server extra || exit 1; ours single 7 1 512 ;;
+    restart) stop_server; rm -rf /tmp/torchinductor_* /root/.cache/vllm /root/.triton; du -sh /var/lib/aimachine/server/* | tee $R/cache-size.txt
+      start_server warm || exit 1
+      healthy && ours after-restart 9 1 128 ;;
+    warmup) healthy || start_server extra || exit 1; ours warmup 77 1,2,4,8,16,32 ;;
+    lvl-*) healthy || start_server extra || exit 1; c=${step#lvl-}
+      case $c in 1|2|4) n=32 ;; 8) n=64 ;; *) n=128 ;; esac
+      run_ours() { OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:8000 --model-dir $M \
+        --input-len 512 --output-len 128 --ignore-eos yes --temperature 0 --concurrency $c --num-requests $n --warmup 1 \
+        --seed $1 --telemetry-hz 10 --no-progress --output $R/i-ours-c$c-$2 > $R/i-ours-c$c-$2.txt 2>&1; log "ours c$c #$2 rc=$? $(grep -E "^ +c$c " $R/i-ours-c$c-$2.txt)"; }
+      run_vllm() { OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
+        --base-url http://127.0.0.1:8000 --endpoint /v1/chat/completions --model qwen2.5-7b-instruct --tokenizer $M \
+        --dataset-name custom --dataset-path .gpu/run/i-c$c-$1.jsonl --skip-chat-template --custom-output-len 128 \
+        --num-prompts $n --max-concurrency $c --ignore-eos --temperature 0 --disable-shuffle --disable-tqdm \
+        --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,90,99 --save-result --save-detailed \
+        --result-dir $R/i-vllm --result-filename c$c-$1.json > $R/i-vllm-c$c-$1.txt 2>&1
+        log "vllm c$c #$1 rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/i-vllm-c$c-$1.txt | tr -s ' ' | tr '\n' ';')"; }
+      run_ours $((1000 + c)) 1; run_vllm 1; run_vllm 2; run_ours $((2000 + c)) 2 ;;
+    rep-*) healthy || start_server extra || exit 1; c=${step#rep-}; n=64
+      jo() { OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:8000 --model-dir $M \
+        --input-len 512 --output-len 128 --ignore-eos yes --temperature 0 --concurrency $c --num-requests $n --warmup 1 \
+        --seed $1 --telemetry-hz 10 --no-progress --output $R/j-ours-c$c-$2 > $R/j-ours-c$c-$2.txt 2>&1; log "ours c$c #$2 rc=$? $(grep -E "^ +c$c " $R/j-ours-c$c-$2.txt)"; }
+      jv() { OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
+        --base-url http://127.0.0.1:8000 --endpoint /v1/chat/completions --model qwen2.5-7b-instruct --tokenizer $M \
+        --dataset-name custom --dataset-path .gpu/run/j-c$c-$1.jsonl --skip-chat-template --custom-output-len 128 \
+        --num-prompts $n --max-concurrency $c --ignore-eos --temperature 0 --disable-shuffle --disable-tqdm \
+        --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,90,99 --save-result --save-detailed \
+        --result-dir $R/j-vllm --result-filename c$c-$1.json > $R/j-vllm-c$c-$1.txt 2>&1
+        log "vllm c$c #$1 rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/j-vllm-c$c-$1.txt | tr -s ' ' | tr '\n' ';')"; }
+      jo $((3000 + c)) 1; jv 1; jo $((4000 + c)) 2; jv 2; jo $((5000 + c)) 3; jv 3 ;;
+    stop) stop_server ;;
+    pack) for f in $R/vllm-*.log; do grep -E "max_model_len|max_seq_len|KV cache|Available KV|CUDA graph|kernel|Kernel|Model loading took|torch.compile|Compil|memory|Maximum concurrency|init engine|Loading weights|warm" "$f" | grep -v "GET /health" | tail -80 > "${f%.log}.key.txt"; done
+      tar -C /tmp -czf $OUT/res.tgz res && ls -la $OUT ;;
+  esac
+  rc=$?; [ $rc = 0 ] && touch $R/done-$step; log "end $step rc=$rc"
+done
