@@ -85,7 +85,7 @@ def test_default_config_for_a_16gb_card():
         "tool-call-parser": "hermes",
         "generation-config": "auto",
     }
-    assert "KV cache 6.88 GiB, which holds 128800 tokens at 57344 B/token" in text
+    assert "KV cache 6.87 GiB, which holds 128688 tokens at 57344 B/token" in text
 
 
 def test_no_secret_and_no_forced_quantization_in_the_file():
