@@ -9,10 +9,13 @@ docker inspect -f '{{.State.Running}}' "$container" 2>/dev/null | grep -q true \
   || { echo "demo: container $container is not running; run 'make demo'" >&2; exit 1; }
 model=$(docker exec "$container" curl -sf http://127.0.0.1:8000/v1/models \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+ip=$(docker inspect -f '{{(index .NetworkSettings.Networks "bridge").IPAddress}}' "$container")
+ca_file=secrets/$container/frontdoor-ca.crt
 cat <<MSG
 
 aimachine demo is up (CPU mode, tiny random-weight test model: its text is gibberish by design).
-  endpoint   http://127.0.0.1:8000/v1   inside container $container (loopback only)
+  front door https://$ip:8443/v1   TLS (trust $ca_file), the key on every route
+  engine     http://127.0.0.1:8000/v1   inside container $container (loopback only)
   model      $model
   API key    $key_file (mode 0600; sent from a file, never on a command line)
   service    docker exec $container systemctl status aimachine-llm
@@ -21,6 +24,9 @@ aimachine demo is up (CPU mode, tiny random-weight test model: its text is gibbe
 
 Try it (the key is read by the shell and passed on stdin):
 printf 'Authorization: Bearer %s\n' "\$(cat $key_file)" | docker exec -i $container curl -s -H @- -H 'Content-Type: application/json' -d '{"model": "$model", "messages": [{"role": "user", "content": "def fib(n):"}], "max_tokens": 24}' http://127.0.0.1:8000/v1/chat/completions
+
+Or from this machine through the front door (TLS checked against the generated CA):
+printf 'Authorization: Bearer %s\n' "\$(cat $key_file)" | curl -s --cacert $ca_file -H @- -H 'Content-Type: application/json' -d '{"model": "$model", "messages": [{"role": "user", "content": "def fib(n):"}], "max_tokens": 24}' https://$ip:8443/v1/chat/completions
 
 Remove it with: make demo-destroy
 MSG
