@@ -98,6 +98,15 @@ CASES = {
         "llm_server_known_good_dir (/var/lib/aimachine/server/known-good) an absolute path outside "
         "llm_server_state_dir",
     ),
+    "gate on an unknown metric": (
+        ["-e", '{"llm_verify_gates": [{"metric": "speed", "min": 1}]}'],
+        "llm_verify_gates: {\"metric\": \"speed\", \"min\": 1} needs a metric",
+    ),
+    "gate with two thresholds": (
+        ["-e", '{"llm_verify_gates": [{"metric": "error_rate", "min": 0, "max": 1}]}'],
+        "exactly one numeric min or max",
+    ),
+    "unknown verification mode": (["-e", "llm_verify_mode=slow"], "llm_verify_mode"),
 }
 
 

@@ -1,0 +1,130 @@
+"""The verification report the converge left: on the host, and fetched to the controller.
+
+Runs the controller-side checks from this process (it is the controller) and the host-side ones
+through testinfra. The tiny model in CPU mode: the report must say so at the top.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+STATE = "/var/lib/aimachine/verify"
+SECTIONS = (
+    "## Executive summary",
+    "## Gates",
+    "## Code quality: HumanEval and MBPP",
+    "## Quantization impact",
+    "## Practical scenarios",
+    "## Throughput and latency",
+    "## Cost",
+    "## Changes since the previous run",
+    "## Trend over this host's runs",
+    "## Client configuration",
+)
+
+
+@pytest.fixture(scope="module")
+def fetched(host):
+    """The controller's reports/<host>/latest directory (the molecule group_vars put it here)."""
+    name = host.backend.get_hostname()
+    latest = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reports" / name / "latest"
+    assert latest.is_symlink(), f"{latest} is not a link"
+    return latest
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_controller_latest_points_at_the_hosts_latest_run(host, fetched):
+    on_host = host.file(f"{STATE}/latest").linked_to
+    assert os.readlink(fetched) == Path(on_host).name
+    assert os.readlink(fetched).endswith("Z") and "T" in os.readlink(fetched)
+    local = hashlib.sha256((fetched / "report.json").read_bytes()).hexdigest()
+    assert host.file(f"{on_host}/report.json").sha256sum == local
+
+
+def test_report_is_complete_and_labelled(fetched):
+    text = (fetched / "report.md").read_text(encoding="utf-8")
+    top = "\n".join(text.splitlines()[:4])
+    assert "CPU MODE" in top and "TEST MODEL" in top, top
+    for heading in SECTIONS:
+        assert heading in text, heading
+    for name in ("quality.png", "throughput.png", "latency.png"):
+        assert (fetched / name).stat().st_size > 1000, name
+    for name in ("aider.conf.yml", "cline-settings.json", "continue-config.yaml", "openai-env.sh"):
+        assert (fetched / "clients" / name).exists(), name
+
+
+def test_report_numbers_are_the_measured_ones(fetched):
+    report = _json(fetched / "report.json")
+    bench = _json(fetched / "bench" / "bench.json")
+    quality = _json(fetched / "quality" / "summary.json")
+    m = report["metrics"]
+    c1 = next(lv for lv in bench["levels"] if lv["concurrency"] == 1)["summary"]
+    assert m["single_stream_tokens_per_s"] == c1["decode_tokens_per_s_per_stream"] > 0
+    assert m["ttft_p99_ms"] == c1["ttft_ms"]["p99"]
+    assert m["peak_output_tokens_per_s"] == max(lv["summary"]["output_throughput"] for lv in bench["levels"])
+    assert m["humaneval_pass_at_1"] == quality["suites"]["humaneval"]["pass@1"]
+    assert m["scenarios_percent"] == quality["scenarios"]["percent"]
+    assert report["quality"]["not_run"] == ["MBPP"]  # quick mode
+    assert report["metadata"]["mode"] == "cpu" and report["metadata"]["engine"]["name"] == "transformers"
+    assert report["metadata"]["engine"]["version"], "engine version read from the unit's venv"
+    assert report["metadata"]["health"]["ok"]
+    cost = report["cost"]
+    assert cost["available"] and cost["power"]["watts"] == 65
+    tps = c1["output_throughput"]
+    assert cost["single_stream"]["electricity_per_million"] == pytest.approx(65 * 1e6 / tps / 3.6e6 * 0.30)
+    assert report["gates"]["passed"]
+    assert [g["status"] for g in report["gates"]["results"]] == ["pass", "pass", "pass", "warn"]
+
+
+def test_client_configs_reference_the_key_without_it(host, fetched):
+    key = host.file("/etc/aimachine/verify/api_key")
+    assert key.user == "aimachine-verify" and key.mode == 0o600
+    with host.sudo():
+        secret = host.check_output("cat /etc/aimachine/verify/api_key").strip()
+    assert len(secret) >= 32
+    for path in fetched.rglob("*"):
+        if path.is_file() and path.suffix != ".png":
+            assert secret not in path.read_text(encoding="utf-8", errors="replace"), path
+    env = (fetched / "clients" / "openai-env.sh").read_text()
+    clients = _json(fetched / "report.json")["clients"]
+    assert f"export OPENAI_BASE_URL={clients['base_url']}" in env
+    if clients["via"] == "front door":
+        assert clients["base_url"].startswith("https://") and clients["base_url"].endswith("/v1")
+    else:
+        assert clients["base_url"] == "http://127.0.0.1:8000/v1"
+    assert "/secrets/" in env and "api_key" in env
+
+
+def test_history_on_the_host_is_the_verification_users(host):
+    latest = host.file(f"{STATE}/latest")
+    assert latest.is_symlink and latest.linked_to.startswith(f"{STATE}/history/")
+    run = host.file(latest.linked_to)
+    assert run.user == "aimachine-verify"
+    assert host.file(f"{STATE}").mode == 0o750
+
+
+def test_timer_is_scheduled_and_its_service_hardened(host):
+    assert host.service("aimachine-verify.timer").is_enabled
+    timer = host.check_output("systemctl show aimachine-verify.timer -p TimersCalendar -p Persistent")
+    assert "OnCalendar=monthly" in timer or "*-*-01 00:00:00" in timer, timer
+    assert "Persistent=yes" in timer
+    props = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            "systemctl show aimachine-verify.service -p User -p NoNewPrivileges -p ProtectSystem "
+            "-p PrivateTmp -p ProtectHome -p ReadWritePaths -p CapabilityBoundingSet"
+        ).splitlines()
+    )
+    assert props["User"] == "aimachine-verify"
+    assert props["NoNewPrivileges"] == "yes" and props["PrivateTmp"] == "yes"
+    assert props["ProtectSystem"] == "strict" and props["ProtectHome"] == "yes"
+    assert props["ReadWritePaths"] == STATE
+    assert props["CapabilityBoundingSet"] == ""
+    unit = host.file("/etc/systemd/system/aimachine-verify.service").content_string
+    assert "Ansible managed" in unit and "--mode full --force" in unit
