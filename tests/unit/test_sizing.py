@@ -344,8 +344,16 @@ def test_unset_ansible_variables_mean_defaults_and_strings_are_parsed():
 
 # The proving run (docs/benchmarks.md): vLLM 0.26.0 started with the rendered config on the lent
 # H200, capped to a 16 GiB card's budget; its own log says how much KV cache fits.
-H200 = {"name": "NVIDIA H200", "memory_total_mib": 143771, "memory_reserved_mib": 615, "compute_capability": "9.0"}
-_FIT = re.compile(r"Desired GPU memory utilization is \(([0-9.]+), ([0-9.]+) GiB\).*?--kv-cache-memory=([0-9]+)` \([0-9.]+ GiB\) to fit")
+H200 = {
+    "name": "NVIDIA H200",
+    "memory_total_mib": 143771,
+    "memory_reserved_mib": 615,
+    "compute_capability": "9.0",
+}
+_FIT = re.compile(
+    r"Desired GPU memory utilization is \(([0-9.]+), ([0-9.]+) GiB\)"
+    r".*?--kv-cache-memory=([0-9]+)` \([0-9.]+ GiB\) to fit"
+)
 
 
 @pytest.mark.parametrize("batched", [2048, 8192])
