@@ -275,9 +275,10 @@ def _activation_bytes(props: Mapping[str, Any], tokens: int, seqs: int, tp: int)
     inter = _get(props, "intermediate_size")
     vocab = _get(props, "vocab_size")
     if hidden in (None, "") or inter in (None, "") or vocab in (None, ""):
-        return ACTIVATION_FIXED_BYTES + ACTIVATION_FALLBACK_BYTES, "fallback (hidden/intermediate/vocab size unknown)"
+        fallback = ACTIVATION_FIXED_BYTES + ACTIVATION_FALLBACK_BYTES
+        return fallback, "fallback (hidden/intermediate/vocab size unknown)"
     hidden_i = _positive_int(hidden, "hidden_size")
-    _positive_int(inter, "intermediate_size")
+    _positive_int(inter, "intermediate_size")  # still validated: a bad value is bad input
     vocab_i = _positive_int(vocab, "vocab_size")
     per_token = tokens * hidden_i * 4
     sampler = seqs * vocab_i * 4 * 2
