@@ -100,7 +100,7 @@ CASES = {
     ),
     "gate on an unknown metric": (
         ["-e", '{"llm_verify_gates": [{"metric": "speed", "min": 1}]}'],
-        "llm_verify_gates: {\"metric\": \"speed\", \"min\": 1} needs a metric",
+        'llm_verify_gates: {"metric": "speed", "min": 1} needs a metric',
     ),
     "gate with two thresholds": (
         ["-e", '{"llm_verify_gates": [{"metric": "error_rate", "min": 0, "max": 1}]}'],
