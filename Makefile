@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY ?= inventories/workstation
-SCENARIOS ?= default debian13 nvidia_driver
+SCENARIOS ?= default debian13 nvidia_driver resilience gateway ray
 # The pinned vLLM, installed into a throwaway venv only to check the rendered config's keys.
 VLLM_VERSION := $(shell sed -n 's/^llm_server_vllm_version: "\(.*\)"/\1/p' roles/llm_server/defaults/main.yml)
 VLLM_VENV ?= /var/tmp/aimachine-vllm-$(VLLM_VERSION)
