@@ -74,7 +74,7 @@ def test_bad_pipeline_settings_fail_with_the_reason(profile, message):
         sizing.vllm_sizing(qwen25_14b(), CARD_16GB, profile)
 
 
-def _render(tmp_path: Path, gpus: list[dict], profile: dict) -> tuple[dict, str]:
+def _render(tmp_path: Path, gpus: list[dict], profile: dict, ray: str = "") -> tuple[dict, str]:
     out = tmp_path / "out"
     extra = tmp_path / "extra.json"
     extra.write_text(
@@ -86,6 +86,7 @@ def _render(tmp_path: Path, gpus: list[dict], profile: dict) -> tuple[dict, str]
                 "render_served_model_name": "qwen2.5-14b-instruct",
                 "render_gpus": gpus,
                 "render_profile": profile,
+                "render_ray_address": ray,
             }
         )
     )
@@ -113,7 +114,11 @@ def test_the_14b_entry_renders_tensor_parallel_on_a_two_gpu_host(tmp_path):
 
 @pytest.mark.skipif(PLAYBOOK is None, reason="ansible-playbook is not installed")
 def test_the_14b_entry_across_two_one_gpu_hosts_renders_ray_pipeline_stages(tmp_path):
-    config, path = _render(tmp_path, [CARD_16GB], {"tensor_parallel_size": 1, "pipeline_parallel_size": 2})
+    config, path = _render(
+        tmp_path, [CARD_16GB], {"tensor_parallel_size": 1, "pipeline_parallel_size": 2}, ray="10.0.0.5:6379"
+    )
+    env = (tmp_path / "out" / "aimachine-llm.env").read_text()
+    assert "\nRAY_ADDRESS=10.0.0.5:6379\n" in env
     assert config["tensor-parallel-size"] == 1
     assert config["pipeline-parallel-size"] == 2
     assert config["distributed-executor-backend"] == "ray"
@@ -125,3 +130,9 @@ def test_the_14b_entry_across_two_one_gpu_hosts_renders_ray_pipeline_stages(tmp_
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert f"{path}: 15 keys are valid" in checked.stdout
+
+
+@pytest.mark.skipif(PLAYBOOK is None, reason="ansible-playbook is not installed")
+def test_a_pipeline_across_hosts_without_its_ray_head_is_refused(tmp_path):
+    with pytest.raises(AssertionError, match="set llm_server_ray_address to the Ray head"):
+        _render(tmp_path, [CARD_16GB], {"tensor_parallel_size": 1, "pipeline_parallel_size": 2})
