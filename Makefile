@@ -6,7 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY ?= inventories/workstation
-SCENARIOS ?= default debian13 nvidia_driver resilience gateway ray
+# Longest first: two run at a time (scripts/molecule-parallel.sh), so the lanes stay even.
+SCENARIOS ?= gateway default resilience debian13 ray nvidia_driver
+MOLECULE_JOBS ?= 2
 # The pinned vLLM, installed into a throwaway venv only to check the rendered config's keys.
 VLLM_VERSION := $(shell sed -n 's/^llm_server_vllm_version: "\(.*\)"/\1/p' roles/llm_server/defaults/main.yml)
 VLLM_VENV ?= /var/tmp/aimachine-vllm-$(VLLM_VERSION)
@@ -59,7 +61,7 @@ images: ## Build the systemd base images for molecule (debootstrap; only when th
 	molecule/images/build.sh bookworm trixie
 
 molecule: setup images ## Molecule scenarios: converge, idempotence, check, verify
-	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s; done
+	MOLECULE=$(BIN)/molecule scripts/molecule-parallel.sh -j $(MOLECULE_JOBS) $(SCENARIOS)
 
 test: host-deps lint pytest molecule ## Everything CI runs
 
