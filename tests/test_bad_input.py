@@ -5,8 +5,10 @@ mode, so even a missed validation could not change the machine; and it asserts t
 reached the phase that applies the roles.
 """
 
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -133,11 +135,29 @@ def run_site(extra: list[str]) -> subprocess.CompletedProcess:
     )
 
 
+# The cases are independent --check runs of about 15 s each, mostly Ansible starting up: a few at
+# once keep the whole file to a few minutes.
+PARALLEL = int(os.environ.get("AIMACHINE_TEST_PARALLEL", "3"))
+
+
+@pytest.fixture(scope="module")
+def site_runs(request):
+    """Every selected case's run, started together; each test then reads its own."""
+    wanted = [
+        item.callspec.params["case"]
+        for item in request.session.items
+        if item.originalname == "test_bad_input_fails_before_any_change" and hasattr(item, "callspec")
+    ]
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        futures = {case: pool.submit(run_site, CASES[case][0]) for case in wanted}
+        return {case: future.result() for case, future in futures.items()}
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_bad_input_fails_before_any_change(case):
-    extra, expected = CASES[case]
-    done = run_site(extra)
+def test_bad_input_fails_before_any_change(case, site_runs):
+    expected = CASES[case][1]
+    done = site_runs[case]
     out = done.stdout + done.stderr
     assert done.returncode != 0, out[-3000:]
     assert expected in " ".join(out.split()), out[-3000:]
