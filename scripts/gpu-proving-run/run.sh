@@ -5,7 +5,8 @@
 # steps already done (marker in /tmp/res) are skipped, so one run can span several warm calls.
 # Inputs, carried in .gpu/ (git-ignored): p/dpartN/partN (vLLM 0.26.0 wheels, ../shared/gpu),
 # tools/make_awq_model.py + stand-in-tokenizer (../shared/gpu), tools/tok152k (extend_tokenizer.py),
-# render/ (playbooks/render-serving-config.yml -e render_dir=.gpu/render), run/*.jsonl (make_prompts.py).
+# render/ (playbooks/render-serving-config.yml -e render_dir=.gpu/render), run/*.jsonl (make_prompts.py:
+# prefixes r1/r2 with 1:8 2:8 4:16 8:32 16:64 32:128 for vllm-a/b, i with C:N:2 for lvl-C, j with C:64:3 for rep-C).
 set -u
 R=/tmp/res; mkdir -p $R /tmp/parts
 M=/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ
@@ -37,7 +38,7 @@ vb() { # $1 round
   for c in 1 2 4 8 16 32; do n=$(( c*4 > 8 ? c*4 : 8 ))
     OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
       --base-url http://127.0.0.1:8000 --endpoint /v1/chat/completions --model qwen2.5-7b-instruct --tokenizer $M \
-      --dataset-name custom --dataset-path .gpu/run/vllm-$1-c$c.jsonl --skip-chat-template --custom-output-len 128 \
+      --dataset-name custom --dataset-path .gpu/run/$1-c$c-1.jsonl --skip-chat-template --custom-output-len 128 \
       --num-prompts $n --max-concurrency $c --ignore-eos --temperature 0 --disable-shuffle --disable-tqdm \
       --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,90,99 \
       --save-result --result-dir $R/vllm-$1 --result-filename c$c.json > $R/vllm-$1-c$c.txt 2>&1
