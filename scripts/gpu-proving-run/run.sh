@@ -44,6 +44,19 @@ vb() { # $1 round
       --save-result --result-dir $R/vllm-$1 --result-filename c$c.json > $R/vllm-$1-c$c.txt 2>&1
     log "vllm bench $1 c$c rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/vllm-$1-c$c.txt | tr -s ' ' | tr '\n' ';')"
   done; }
+# One run of either client at one level, for the alternated comparisons (steps lvl-C, rep-C):
+# $1 file prefix (i, j), $2 streams, $3 requests, then ours: $4 seed $5 run; vLLM's: $4 run.
+pair_ours() { OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:8000 --model-dir $M \
+    --input-len 512 --output-len 128 --ignore-eos yes --temperature 0 --concurrency $2 --num-requests $3 --warmup 1 \
+    --seed $4 --telemetry-hz 10 --no-progress --output $R/$1-ours-c$2-$5 > $R/$1-ours-c$2-$5.txt 2>&1
+  log "ours c$2 #$5 rc=$? $(grep -E "^ +c$2 " $R/$1-ours-c$2-$5.txt)"; }
+pair_vllm() { OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
+    --base-url http://127.0.0.1:8000 --endpoint /v1/chat/completions --model qwen2.5-7b-instruct --tokenizer $M \
+    --dataset-name custom --dataset-path .gpu/run/$1-c$2-$4.jsonl --skip-chat-template --custom-output-len 128 \
+    --num-prompts $3 --max-concurrency $2 --ignore-eos --temperature 0 --disable-shuffle --disable-tqdm \
+    --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,90,99 --save-result --save-detailed \
+    --result-dir $R/$1-vllm --result-filename c$2-$4.json > $R/$1-vllm-c$2-$4.txt 2>&1
+  log "vllm c$2 #$4 rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/$1-vllm-c$2-$4.txt | tr -s ' ' | tr '\n' ';')"; }
 for step in "$@"; do
   [ "$step" != pack ] && [ -e $R/done-$step ] && { log "skip $step (done)"; continue; }
   log "step $step"
@@ -81,29 +94,9 @@ for step in "$@"; do
     warmup) healthy || start_server extra || exit 1; ours warmup 77 1,2,4,8,16,32 ;;
     lvl-*) healthy || start_server extra || exit 1; c=${step#lvl-}
       case $c in 1|2|4) n=32 ;; 8) n=64 ;; *) n=128 ;; esac
-      run_ours() { OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:8000 --model-dir $M \
-        --input-len 512 --output-len 128 --ignore-eos yes --temperature 0 --concurrency $c --num-requests $n --warmup 1 \
-        --seed $1 --telemetry-hz 10 --no-progress --output $R/i-ours-c$c-$2 > $R/i-ours-c$c-$2.txt 2>&1; log "ours c$c #$2 rc=$? $(grep -E "^ +c$c " $R/i-ours-c$c-$2.txt)"; }
-      run_vllm() { OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
-        --base-url http://127.0.0.1:8000 --endpoint /v1/chat/completions --model qwen2.5-7b-instruct --tokenizer $M \
-        --dataset-name custom --dataset-path .gpu/run/i-c$c-$1.jsonl --skip-chat-template --custom-output-len 128 \
-        --num-prompts $n --max-concurrency $c --ignore-eos --temperature 0 --disable-shuffle --disable-tqdm \
-        --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,90,99 --save-result --save-detailed \
-        --result-dir $R/i-vllm --result-filename c$c-$1.json > $R/i-vllm-c$c-$1.txt 2>&1
-        log "vllm c$c #$1 rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/i-vllm-c$c-$1.txt | tr -s ' ' | tr '\n' ';')"; }
-      run_ours $((1000 + c)) 1; run_vllm 1; run_vllm 2; run_ours $((2000 + c)) 2 ;;
+      pair_ours i $c $n $((1000 + c)) 1; pair_vllm i $c $n 1; pair_vllm i $c $n 2; pair_ours i $c $n $((2000 + c)) 2 ;;
     rep-*) healthy || start_server extra || exit 1; c=${step#rep-}; n=64
-      jo() { OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:8000 --model-dir $M \
-        --input-len 512 --output-len 128 --ignore-eos yes --temperature 0 --concurrency $c --num-requests $n --warmup 1 \
-        --seed $1 --telemetry-hz 10 --no-progress --output $R/j-ours-c$c-$2 > $R/j-ours-c$c-$2.txt 2>&1; log "ours c$c #$2 rc=$? $(grep -E "^ +c$c " $R/j-ours-c$c-$2.txt)"; }
-      jv() { OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
-        --base-url http://127.0.0.1:8000 --endpoint /v1/chat/completions --model qwen2.5-7b-instruct --tokenizer $M \
-        --dataset-name custom --dataset-path .gpu/run/j-c$c-$1.jsonl --skip-chat-template --custom-output-len 128 \
-        --num-prompts $n --max-concurrency $c --ignore-eos --temperature 0 --disable-shuffle --disable-tqdm \
-        --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,90,99 --save-result --save-detailed \
-        --result-dir $R/j-vllm --result-filename c$c-$1.json > $R/j-vllm-c$c-$1.txt 2>&1
-        log "vllm c$c #$1 rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/j-vllm-c$c-$1.txt | tr -s ' ' | tr '\n' ';')"; }
-      jo $((3000 + c)) 1; jv 1; jo $((4000 + c)) 2; jv 2; jo $((5000 + c)) 3; jv 3 ;;
+      for k in 1 2 3; do pair_ours j $c $n $(((k + 2) * 1000 + c)) $k; pair_vllm j $c $n $k; done ;;
     stop) stop_server ;;
     pack) for f in $R/vllm-*.log; do grep -E "max_model_len|max_seq_len|KV cache|Available KV|CUDA graph|kernel|Kernel|Model loading took|torch.compile|Compil|memory|Maximum concurrency|init engine|Loading weights|warm" "$f" | grep -v "GET /health" | tail -80 > "${f%.log}.key.txt"; done
       tar -C /tmp -czf $OUT/res.tgz res && ls -la $OUT ;;
