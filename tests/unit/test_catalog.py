@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sizing_plugin import sizing
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -17,11 +17,6 @@ CATALOG = yaml.safe_load((REPO / "roles/vm-llm-aimachine/vars/catalog.yml").read
     "__vm_llm_aimachine_catalog"
 ]
 
-_spec = importlib.util.spec_from_file_location(
-    "llm_sizing", REPO / "roles/llm_server/filter_plugins/llm_sizing.py"
-)
-sizing = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sizing)
 
 REAL_CONFIG = {
     "qwen2.5-7b-instruct-awq": "qwen2.5-7b-instruct.hqq-4bit.config.json",

@@ -7,7 +7,6 @@ checked against the pinned vLLM's own parser when AIMACHINE_VLLM_PYTHON is set.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -17,15 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sizing_plugin import sizing
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
 CHECKER = REPO / "scripts/check_vllm_config_keys.py"
-_spec = importlib.util.spec_from_file_location(
-    "llm_sizing", REPO / "roles/llm_server/filter_plugins/llm_sizing.py"
-)
-sizing = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sizing)
 
 PLAYBOOK = shutil.which("ansible-playbook", path=str(REPO / ".venv/bin")) or shutil.which("ansible-playbook")
 # A 16 GiB card without a desktop, as render-serving-config.yml describes its default GPU.

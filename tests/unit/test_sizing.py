@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import os
 import re
@@ -12,15 +11,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sizing_plugin import sizing
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
 GIB = 1024**3
 PLUGINS = REPO / "roles/llm_server/filter_plugins"
 
-_spec = importlib.util.spec_from_file_location("llm_sizing", PLUGINS / "llm_sizing.py")
-sizing = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sizing)
 
 GIB = 1024**3
 # GPU facts as aimachine-gpu-facts reports them for the recorded RTX 4080 SUPER

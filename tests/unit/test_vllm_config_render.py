@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -17,17 +16,13 @@ pytest.importorskip("ansible")
 from ansible.errors import AnsibleError
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from sizing_plugin import sizing
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "roles/llm_server/templates/vllm-config.yaml.j2"
 DATA = Path(__file__).parent / "data"
 CHECKER = REPO / "scripts/check_vllm_config_keys.py"
 
-_spec = importlib.util.spec_from_file_location(
-    "llm_sizing", REPO / "roles/llm_server/filter_plugins/llm_sizing.py"
-)
-sizing = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sizing)
 
 # The recorded RTX 4080 SUPER (scripts/tests/data/nvidia-smi): a 16 GB card driving a desktop.
 CARD_16GB = {
