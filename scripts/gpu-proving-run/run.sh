@@ -6,7 +6,7 @@
 # Inputs, carried in .gpu/ (git-ignored): p/dpartN/partN (vLLM 0.26.0 wheels, ../shared/gpu),
 # tools/make_awq_model.py + stand-in-tokenizer (../shared/gpu), tools/tok152k (extend_tokenizer.py),
 # render/ (playbooks/render-serving-config.yml -e render_dir=.gpu/render), run/*.jsonl (make_prompts.py:
-# prefixes r1/r2 with 1:8 2:8 4:16 8:32 16:64 32:128 for vllm-a/b, i with C:N:2 for lvl-C, j with C:64:3 for rep-C).
+# prefixes r1/r2 with 1:8 2:8 4:16 8:32 16:64 32:128 for vllm-a/b, i with C:N:2 for lvl-C, j (or $PFX) with C:64:REPS for rep-C, REPS default 3).
 set -u
 R=/tmp/res; mkdir -p $R /tmp/parts
 M=/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ
@@ -46,17 +46,22 @@ vb() { # $1 round
   done; }
 # One run of either client at one level, for the alternated comparisons (steps lvl-C, rep-C):
 # $1 file prefix (i, j), $2 streams, $3 requests, then ours: $4 seed $5 run; vLLM's: $4 run.
-pair_ours() { OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:8000 --model-dir $M \
+# The server's own TTFT (vLLM's Prometheus histogram: sum and count) around each run, so a
+# client's figure can be set against the server's for the same minutes.
+srv_ttft() { python3 -c "import urllib.request as u; m=u.urlopen('http://127.0.0.1:8000/metrics', timeout=5).read().decode()
+v={k: sum(float(l.split()[-1]) for l in m.splitlines() if l.startswith('vllm:time_to_first_token_seconds_'+k)) for k in ('sum','count')}
+print('$1', v['sum'], int(v['count']))" >> $R/server-ttft.tsv; }
+pair_ours() { srv_ttft "$1-ours-c$2-$5 before"; OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:8000 --model-dir $M \
     --input-len 512 --output-len 128 --ignore-eos yes --temperature 0 --concurrency $2 --num-requests $3 --warmup 1 \
     --seed $4 --telemetry-hz 10 --no-progress --output $R/$1-ours-c$2-$5 > $R/$1-ours-c$2-$5.txt 2>&1
-  log "ours c$2 #$5 rc=$? $(grep -E "^ +c$2 " $R/$1-ours-c$2-$5.txt)"; }
-pair_vllm() { OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
+  log "ours c$2 #$5 rc=$? $(grep -E "^ +c$2 " $R/$1-ours-c$2-$5.txt)"; srv_ttft "$1-ours-c$2-$5 after"; }
+pair_vllm() { srv_ttft "$1-vllm-c$2-$4 before"; OPENAI_API_KEY=$(key) python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat \
     --base-url http://127.0.0.1:8000 --endpoint /v1/chat/completions --model qwen2.5-7b-instruct --tokenizer $M \
     --dataset-name custom --dataset-path .gpu/run/$1-c$2-$4.jsonl --skip-chat-template --custom-output-len 128 \
     --num-prompts $3 --max-concurrency $2 --ignore-eos --temperature 0 --disable-shuffle --disable-tqdm \
     --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,90,99 --save-result --save-detailed \
     --result-dir $R/$1-vllm --result-filename c$2-$4.json > $R/$1-vllm-c$2-$4.txt 2>&1
-  log "vllm c$2 #$4 rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/$1-vllm-c$2-$4.txt | tr -s ' ' | tr '\n' ';')"; }
+  log "vllm c$2 #$4 rc=$? $(grep -E 'Mean TTFT|Mean TPOT|Output token throughput' $R/$1-vllm-c$2-$4.txt | tr -s ' ' | tr '\n' ';')"; srv_ttft "$1-vllm-c$2-$4 after"; }
 for step in "$@"; do
   [ "$step" != pack ] && [ -e $R/done-$step ] && { log "skip $step (done)"; continue; }
   log "step $step"
@@ -96,7 +101,7 @@ for step in "$@"; do
       case $c in 1|2|4) n=32 ;; 8) n=64 ;; *) n=128 ;; esac
       pair_ours i $c $n $((1000 + c)) 1; pair_vllm i $c $n 1; pair_vllm i $c $n 2; pair_ours i $c $n $((2000 + c)) 2 ;;
     rep-*) healthy || start_server extra || exit 1; c=${step#rep-}; n=64
-      for k in 1 2 3; do pair_ours j $c $n $(((k + 2) * 1000 + c)) $k; pair_vllm j $c $n $k; done ;;
+      p=${PFX:-j}; for k in $(seq "${REPS:-3}"); do pair_ours $p $c $n $(((k + 2) * 1000 + c)) $k; pair_vllm $p $c $n $k; done ;;
     stop) stop_server ;;
     pack) for f in $R/vllm-*.log; do grep -E "max_model_len|max_seq_len|KV cache|Available KV|CUDA graph|kernel|Kernel|Model loading took|torch.compile|Compil|memory|Maximum concurrency|init engine|Loading weights|warm" "$f" | grep -v "GET /health" | tail -80 > "${f%.log}.key.txt"; done
       tar -C /tmp -czf $OUT/res.tgz res && ls -la $OUT ;;
