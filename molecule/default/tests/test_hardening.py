@@ -3,6 +3,11 @@
 The container runs systemd without CAP_SYS_ADMIN, so systemd skips the mount-namespace settings
 (ProtectSystem, PrivateTmp, ...) there; the score reads the unit, and the checks on /proc below
 cover what is enforced even in the container (no_new_privs, seccomp, capabilities).
+
+systemd 256 and later cannot install seccomp filters for a service user without CAP_SYS_ADMIN in
+PID 1 (systemd#34565): on such a host (the Debian 13 scenario) the systemd_sandbox role has the
+unit leave them out. The tests read systemd's version and PID 1's capabilities themselves and
+check the unit the host must get: the full sandbox, or the one without seccomp and its own bound.
 """
 
 import json
@@ -12,6 +17,9 @@ SERVICE = "aimachine-llm"
 ENV_FILE = "/etc/aimachine/aimachine-llm.env"
 STATE_DIR = "/var/lib/aimachine/server"
 MAX_EXPOSURE = 3.0
+# Without the seccomp-based settings (measured 5.x on Debian 13 in a container; docs/security.md).
+MAX_EXPOSURE_WITHOUT_SECCOMP = 5.5
+CAP_SYS_ADMIN = 21
 _OVERALL = re.compile(r"Overall exposure level for \S+: (?P<score>\d+\.\d+) ")
 
 
@@ -21,12 +29,43 @@ def _main_pid(host):
     return pid
 
 
-def test_exposure_score_at_most_3(host):
+def _host_can_filter(host):
+    """Whether this host's systemd can install seccomp filters for a service user."""
+    version = int(host.check_output("systemctl --version").split()[1])
+    cap_eff = next(
+        line.split(":", 1)[1].strip()
+        for line in host.file("/proc/1/status").content_string.splitlines()
+        if line.startswith("CapEff:")
+    )
+    return version < 256 or bool(int(cap_eff, 16) >> CAP_SYS_ADMIN & 1)
+
+
+def test_exposure_score_within_bound(host):
     # systemd-analyze exits non-zero when a --threshold is passed; without one it only reports.
     report = host.check_output(f"systemd-analyze security --no-pager {SERVICE}.service")
     match = _OVERALL.search(report)
     assert match, report[-2000:]
-    assert float(match["score"]) <= MAX_EXPOSURE, report
+    bound = MAX_EXPOSURE if _host_can_filter(host) else MAX_EXPOSURE_WITHOUT_SECCOMP
+    assert float(match["score"]) <= bound, report
+
+
+def test_seccomp_settings_only_where_systemd_can_apply_them(host):
+    props = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            f"systemctl show {SERVICE} -p SystemCallFilter -p ProtectKernelLogs -p ProtectKernelModules"
+        ).splitlines()
+    )
+    unit = host.file(f"/etc/systemd/system/{SERVICE}.service").content_string
+    left_out = "Left out: the settings enforced through seccomp" in unit
+    # An empty filter reads "~" (an empty deny list).
+    has_filter = props["SystemCallFilter"] not in ("", "~")
+    if _host_can_filter(host):
+        assert has_filter and not left_out, props
+        assert props["ProtectKernelModules"] == "yes" and props["ProtectKernelLogs"] == "yes", props
+    else:
+        assert not has_filter and left_out, props
+        assert props["ProtectKernelModules"] == "no" and props["ProtectKernelLogs"] == "no", props
 
 
 def test_unit_file_verifies(host):
@@ -34,13 +73,24 @@ def test_unit_file_verifies(host):
     assert done.rc == 0 and "aimachine-llm" not in done.stderr, done.stderr
 
 
-def test_engine_has_no_privileges_and_a_syscall_filter(host):
-    status = host.file(f"/proc/{_main_pid(host)}/status").content_string
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    assert fields["NoNewPrivs"].strip() == "1"
-    assert fields["Seccomp"].strip() == "2"  # filter mode: SystemCallFilter and RestrictAddressFamilies
+def _status(host, pid):
+    lines = host.file(f"/proc/{pid}/status").content_string.splitlines()
+    return {key: value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
+
+
+def test_engine_has_no_privileges_and_its_own_syscall_filters(host):
+    fields = _status(host, _main_pid(host))
+    assert fields["NoNewPrivs"] == "1"
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-        assert int(fields[cap].strip(), 16) == 0, (cap, fields[cap])
+        assert int(fields[cap], 16) == 0, (cap, fields[cap])
+    # The container runtime's own filter is on every process (PID 1 too); the unit's filters
+    # (SystemCallFilter, RestrictAddressFamilies, ...) come on top, where systemd can install them.
+    inherited = int(_status(host, 1)["Seccomp_filters"])
+    own = int(fields["Seccomp_filters"]) - inherited
+    if _host_can_filter(host):
+        assert fields["Seccomp"] == "2" and own > 0, (fields["Seccomp_filters"], inherited)
+    else:
+        assert own == 0, (fields["Seccomp_filters"], inherited)
 
 
 def test_sandbox_settings_as_systemd_loaded_them(host):
@@ -48,15 +98,19 @@ def test_sandbox_settings_as_systemd_loaded_them(host):
         line.split("=", 1)
         for line in host.check_output(
             f"systemctl show {SERVICE} -p ProtectSystem -p ProtectHome -p PrivateTmp -p PrivateDevices "
-            "-p ReadWritePaths -p RestrictAddressFamilies -p IPAddressDeny -p Restart -p UMask "
-            "-p MemoryDenyWriteExecute"
+            "-p DevicePolicy -p ReadWritePaths -p RestrictAddressFamilies -p IPAddressDeny -p Restart "
+            "-p UMask -p MemoryDenyWriteExecute"
         ).splitlines()
     )
     assert props["ProtectSystem"] == "strict"
     assert props["ProtectHome"] == "yes"
-    assert props["PrivateTmp"] == "yes" and props["PrivateDevices"] == "yes"
+    assert props["PrivateTmp"] == "yes"
     assert props["ReadWritePaths"] == STATE_DIR
-    assert sorted(props["RestrictAddressFamilies"].split()) == ["AF_INET", "AF_INET6", "AF_UNIX"]
+    if _host_can_filter(host):
+        assert props["PrivateDevices"] == "yes"
+        assert sorted(props["RestrictAddressFamilies"].split()) == ["AF_INET", "AF_INET6", "AF_UNIX"]
+    else:  # no PrivateDevices (it installs a filter too): the device cgroup closes /dev instead
+        assert props["PrivateDevices"] == "no" and props["DevicePolicy"] == "closed"
     assert props["IPAddressDeny"]  # everything, with loopback allowed
     assert props["Restart"] == "always"
     assert props["UMask"] == "0027"
