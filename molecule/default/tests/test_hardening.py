@@ -11,7 +11,6 @@ check the unit the host must get: the full sandbox, or the one without seccomp a
 """
 
 import json
-import re
 
 SERVICE = "aimachine-llm"
 ENV_FILE = "/etc/aimachine/aimachine-llm.env"
@@ -19,8 +18,6 @@ STATE_DIR = "/var/lib/aimachine/server"
 MAX_EXPOSURE = 3.0
 # Without the seccomp-based settings (measured 5.x on Debian 13 in a container; docs/security.md).
 MAX_EXPOSURE_WITHOUT_SECCOMP = 5.5
-CAP_SYS_ADMIN = 21
-_OVERALL = re.compile(r"Overall exposure level for \S+: (?P<score>\d+\.\d+) ")
 
 
 def _main_pid(host):
@@ -29,27 +26,12 @@ def _main_pid(host):
     return pid
 
 
-def _host_can_filter(host):
-    """Whether this host's systemd can install seccomp filters for a service user."""
-    version = int(host.check_output("systemctl --version").split()[1])
-    cap_eff = next(
-        line.split(":", 1)[1].strip()
-        for line in host.file("/proc/1/status").content_string.splitlines()
-        if line.startswith("CapEff:")
-    )
-    return version < 256 or bool(int(cap_eff, 16) >> CAP_SYS_ADMIN & 1)
+def test_exposure_score_within_bound(exposure, can_filter):
+    score, report = exposure(f"{SERVICE}.service")
+    assert score <= (MAX_EXPOSURE if can_filter else MAX_EXPOSURE_WITHOUT_SECCOMP), report
 
 
-def test_exposure_score_within_bound(host):
-    # systemd-analyze exits non-zero when a --threshold is passed; without one it only reports.
-    report = host.check_output(f"systemd-analyze security --no-pager {SERVICE}.service")
-    match = _OVERALL.search(report)
-    assert match, report[-2000:]
-    bound = MAX_EXPOSURE if _host_can_filter(host) else MAX_EXPOSURE_WITHOUT_SECCOMP
-    assert float(match["score"]) <= bound, report
-
-
-def test_seccomp_settings_only_where_systemd_can_apply_them(host):
+def test_seccomp_settings_only_where_systemd_can_apply_them(host, can_filter):
     props = dict(
         line.split("=", 1)
         for line in host.check_output(
@@ -60,7 +42,7 @@ def test_seccomp_settings_only_where_systemd_can_apply_them(host):
     left_out = "Left out: the settings enforced through seccomp" in unit
     # An empty filter reads "~" (an empty deny list).
     has_filter = props["SystemCallFilter"] not in ("", "~")
-    if _host_can_filter(host):
+    if can_filter:
         assert has_filter and not left_out, props
         assert props["ProtectKernelModules"] == "yes" and props["ProtectKernelLogs"] == "yes", props
     else:
@@ -78,7 +60,7 @@ def _status(host, pid):
     return {key: value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
 
 
-def test_engine_has_no_privileges_and_its_own_syscall_filters(host):
+def test_engine_has_no_privileges_and_its_own_syscall_filters(host, can_filter):
     fields = _status(host, _main_pid(host))
     assert fields["NoNewPrivs"] == "1"
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
@@ -87,13 +69,13 @@ def test_engine_has_no_privileges_and_its_own_syscall_filters(host):
     # (SystemCallFilter, RestrictAddressFamilies, ...) come on top, where systemd can install them.
     inherited = int(_status(host, 1)["Seccomp_filters"])
     own = int(fields["Seccomp_filters"]) - inherited
-    if _host_can_filter(host):
+    if can_filter:
         assert fields["Seccomp"] == "2" and own > 0, (fields["Seccomp_filters"], inherited)
     else:
         assert own == 0, (fields["Seccomp_filters"], inherited)
 
 
-def test_sandbox_settings_as_systemd_loaded_them(host):
+def test_sandbox_settings_as_systemd_loaded_them(host, can_filter):
     props = dict(
         line.split("=", 1)
         for line in host.check_output(
@@ -106,7 +88,7 @@ def test_sandbox_settings_as_systemd_loaded_them(host):
     assert props["ProtectHome"] == "yes"
     assert props["PrivateTmp"] == "yes"
     assert props["ReadWritePaths"] == STATE_DIR
-    if _host_can_filter(host):
+    if can_filter:
         assert props["PrivateDevices"] == "yes"
         assert sorted(props["RestrictAddressFamilies"].split()) == ["AF_INET", "AF_INET6", "AF_UNIX"]
     else:  # no PrivateDevices (it installs a filter too): the device cgroup closes /dev instead

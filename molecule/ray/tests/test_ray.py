@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 testinfra_hosts = ["ansible://aimachine-ray-head", "ansible://aimachine-ray-worker"]
 
@@ -25,6 +26,17 @@ def _head_address(host) -> str:
                 return args[args.index("--node-ip-address") + 1] + ":6379"
             return args[args.index("--address") + 1]
     raise AssertionError("no ExecStart in the unit")
+
+
+# systemd-analyze security of the unit (Debian 12): measured MEASURED (docs/security.md).
+MAX_EXPOSURE = 3.0
+_OVERALL = re.compile(r"Overall exposure level for \S+: (?P<score>\d+\.\d+) ")
+
+
+def test_unit_exposure(host):
+    report = host.check_output("systemd-analyze security --no-pager aimachine-ray.service")
+    match = _OVERALL.search(report)
+    assert match and float(match["score"]) <= MAX_EXPOSURE, report[-3000:]
 
 
 def test_node_runs_as_its_own_user_under_a_hardened_unit(host):
