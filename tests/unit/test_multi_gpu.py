@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from render_playbook import PLAYBOOK, render_serving_config
 from sizing_plugin import sizing
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
 CHECKER = REPO / "scripts/check_vllm_config_keys.py"
 
-PLAYBOOK = shutil.which("ansible-playbook", path=str(REPO / ".venv/bin")) or shutil.which("ansible-playbook")
 # A 16 GiB card without a desktop, as render-serving-config.yml describes its default GPU.
 CARD_16GB = {
     "name": "16 GiB card",
@@ -85,16 +85,7 @@ def _render(tmp_path: Path, gpus: list[dict], profile: dict, ray: str = "") -> t
             }
         )
     )
-    done = subprocess.run(
-        [PLAYBOOK, str(REPO / "playbooks/render-serving-config.yml"), "-e", f"@{extra}"],
-        cwd=REPO,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    render_serving_config(f"@{extra}")
     path = out / "aimachine-llm.yaml"
     return yaml.safe_load(path.read_text()), str(path)
 

@@ -3,15 +3,11 @@ seccomp-based sandbox settings (role systemd_sandbox; docs/reliability.md)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from render_playbook import PLAYBOOK, render_serving_config
 
-REPO = Path(__file__).resolve().parents[2]
-PLAYBOOK = shutil.which("ansible-playbook", path=str(REPO / ".venv/bin")) or shutil.which("ansible-playbook")
 # The settings systemd 256+ installs as seccomp filters (each one alone fails with 217/USER for a
 # service user where PID 1 lacks CAP_SYS_ADMIN).
 SECCOMP_BASED = (
@@ -40,17 +36,8 @@ ALWAYS = (
 )
 
 
-def _render(tmp_path: Path, *extra: str) -> list[str]:
-    done = subprocess.run(
-        [PLAYBOOK, str(REPO / "playbooks/render-serving-config.yml"), "-e", f"render_dir={tmp_path}", *extra],
-        cwd=REPO,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def _render(tmp_path: Path, *extra_vars: str) -> list[str]:
+    render_serving_config(f"render_dir={tmp_path}", *extra_vars)
     return (tmp_path / "aimachine-llm.service").read_text().splitlines()
 
 
@@ -65,7 +52,7 @@ def test_rendered_unit_carries_the_full_sandbox(tmp_path):
 
 @pytest.mark.skipif(PLAYBOOK is None, reason="ansible-playbook is not installed")
 def test_seccomp_off_leaves_out_exactly_the_filter_settings_and_says_why(tmp_path):
-    unit = _render(tmp_path, "-e", "systemd_sandbox_seccomp=off")
+    unit = _render(tmp_path, "systemd_sandbox_seccomp=off")
     for setting in SECCOMP_BASED:
         assert not any(line.startswith(setting) for line in unit), setting
     assert all(any(line.startswith(setting) for line in unit) for setting in ALWAYS)
