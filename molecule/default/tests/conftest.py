@@ -1,4 +1,5 @@
-"""What the default scenario's tests share (the debian13 and resilience scenarios run them too)."""
+"""What the scenarios' tests share: default's own (debian13 runs them too), linked into the
+resilience, gateway and ray scenarios' test directories."""
 
 import re
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 testinfra_hosts = ["ansible://aimachine-ray-head", "ansible://aimachine-ray-worker"]
 
@@ -30,13 +29,11 @@ def _head_address(host) -> str:
 
 # systemd-analyze security of the unit (Debian 12): measured 1.7 (docs/security.md).
 MAX_EXPOSURE = 3.0
-_OVERALL = re.compile(r"Overall exposure level for \S+: (?P<score>\d+\.\d+) ")
 
 
-def test_unit_exposure(host):
-    report = host.check_output("systemd-analyze security --no-pager aimachine-ray.service")
-    match = _OVERALL.search(report)
-    assert match and float(match["score"]) <= MAX_EXPOSURE, report[-3000:]
+def test_unit_exposure(exposure):
+    score, report = exposure("aimachine-ray.service")
+    assert score <= MAX_EXPOSURE, report[-3000:]
 
 
 def test_node_runs_as_its_own_user_under_a_hardened_unit(host):
