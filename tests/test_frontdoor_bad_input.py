@@ -23,6 +23,16 @@ CASES = {
         ["-e", "vm_llm_aimachine_frontdoor_port=https"],
         "vm_llm_aimachine_frontdoor_port",
     ),
+    # The allowlist is a LAN list: the world takes llm_frontdoor_allow_all, never an entry.
+    "whole IPv4 space in the allowlist": (
+        ["-e", '{"vm_llm_aimachine_frontdoor_allowed_networks": ["0.0.0.0/0"]}'],
+        "admit most of the internet: 0.0.0.0/0 (4,294,967,296 addresses)",
+    ),
+    "whole IPv6 space and a short public prefix": (
+        ["-e", '{"vm_llm_aimachine_frontdoor_allowed_networks": ["192.168.1.0/24", "::/0", "8.0.0.0/7"]}'],
+        "admit most of the internet: ::/0 (340,282,366,920,938,463,463,374,607,431,768,211,456 addresses), "
+        "8.0.0.0/7 (33,554,432 addresses)",
+    ),
     "empty allowlist without allow_all": (
         ["-e", '{"vm_llm_aimachine_frontdoor_allowed_networks": []}'],
         "An empty llm_frontdoor_allowed_networks admits no one",
