@@ -80,6 +80,19 @@ def test_sweep_writes_everything_and_the_numbers_hold_together(
                 (times[-1] - times[0]) * 1000 / (r["output_tokens"] - 1), abs=1e-2
             )
 
+    # transformers serve has no /metrics: no server figures, said once, per level None.
+    assert doc["server_metrics"]["available"] is False
+    assert "404" in doc["server_metrics"]["reason"] and doc["server_metrics"]["errors"] == {}
+    assert [lv["server_metrics"] for lv in doc["levels"]] == [None, None]
+    for level in doc["levels"]:
+        assert level["goodput"] == {
+            "slo": {"ttft": 60000.0},
+            "requests_per_s": pytest.approx(3 / level["summary"]["duration_s"]),
+            "fraction": 1.0,
+            "requests_meeting_slo": 3,
+            "requests": 3,
+        }
+
     # Telemetry: absent here with the reason; on a GPU machine, samples at >= 5 Hz.
     telemetry = doc["telemetry"]
     if telemetry["available"]:
@@ -155,6 +168,56 @@ def test_poisson_rate_completions_and_coding_prompts(live_server, tmp_path: Path
 
 
 @pytest.mark.e2e
+def test_fim_workload_on_completions(live_server, tmp_path: Path) -> None:
+    out = tmp_path / "fim"
+    prompts = tmp_path / "fim.jsonl"
+    code = main(
+        args_for(
+            live_server,
+            "--workload",
+            "fim",
+            "--output-len",
+            "8",
+            "--concurrency",
+            "1,2",
+            "--num-requests",
+            "3",
+            "--warmup",
+            "1",
+            "--goodput",
+            "ttft:60000",
+            "e2el:60000",
+            "--save-prompts",
+            str(prompts),
+            "--no-progress",
+            "--record-streams",
+            "--output",
+            str(out),
+        )
+    )
+    assert code == 0
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["workload"]["name"] == "fim" and doc["server"]["api"] == "completions"
+    assert doc["workload"]["stop"] == "natural" and doc["workload"]["ignore_eos_sent"] is False
+    sent = [json.loads(line) for line in prompts.read_text().splitlines()]
+    assert len(sent) == 6
+    streams = [json.loads(line) for line in (out / "streams.jsonl").read_text().splitlines()]
+    assert all(s["url"].endswith("/v1/completions") for s in streams)
+    for s in streams:
+        prompt = s["body"]["prompt"]
+        assert prompt.startswith("<|fim_prefix|>") and prompt.endswith("<|fim_middle|>")
+        assert "<|fim_suffix|>" in prompt and s["body"]["max_tokens"] == 8 and "ignore_eos" not in s["body"]
+    for level in doc["levels"]:
+        s = level["summary"]
+        assert (s["completed"], s["errors"]) == (3, 0)
+        assert s["ttft_ms"]["p99"] >= s["ttft_ms"]["p50"] > 0 and s["e2el_ms"]["p99"] >= s["ttft_ms"]["p99"]
+        assert level["goodput"]["fraction"] == 1.0 and level["server_metrics"] is None
+    measured = [r for r in doc["requests"] if not r["warmup"]]
+    # The server counted the whole raw prompt (markers as text: the tiny model has no FIM tokens).
+    assert all(r["prompt_source"].startswith("fim:HumanEval/") and r["prompt_tokens"] > 50 for r in measured)
+
+
+@pytest.mark.e2e
 def test_server_side_failures_are_reported_clearly(live_server, tmp_path: Path, capsys) -> None:
     common = [
         "--dataset",
@@ -193,6 +256,7 @@ def test_unreachable_server(tmp_path: Path, capsys) -> None:
         (["--goodput", "ttft:soon"], "is not a number"),
         (["--gpu-name", "Voodoo 3"], "unknown card"),
         (["--dataset", "random"], "need the served model's tokenizer"),
+        (["--workload", "embeddings", "--goodput", "ttft:100"], "embeddings answer at once"),
     ],
 )
 def test_bad_arguments_exit_2_before_contacting_anything(argv: list[str], message: str, capsys) -> None:
@@ -208,6 +272,11 @@ def test_bad_arguments_exit_2_before_contacting_anything(argv: list[str], messag
         ["--percentiles", "100"],
         ["--concurrency", "1,x"],
         ["--extra-body", "[1]"],
+        ["--workload", "embeddings", "--output-len", "8"],
+        ["--workload", "fim", "--api", "chat"],
+        ["--batch-size", "4"],
+        ["--workload", "fim", "--fim-middle", ""],
+        ["--metrics-url", "http://127.0.0.1:9/metrics", "--no-server-metrics"],
     ],
 )
 def test_parser_rejects(argv: list[str]) -> None:

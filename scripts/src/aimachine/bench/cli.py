@@ -1,5 +1,10 @@
 """aimachine-bench: measure an OpenAI-compatible endpoint's throughput and latency, reproducibly.
 
+Workloads: `generate` (chat or completions, random or coding prompts), `fim` (short
+fill-in-the-middle requests of an autocomplete model on /v1/completions) and `embeddings`
+(batches of code snippets on /v1/embeddings). Around each level the server's Prometheus
+/metrics are read (vLLM's counters; none on `transformers serve`).
+
 Exit status: 0 all measured requests succeeded; 3 results written but some requests failed;
 1 the run could not be done (server, model, warm-up); 2 bad arguments.
 """
@@ -24,6 +29,7 @@ from aimachine.bench.client import Endpoint
 from aimachine.bench.metrics import (
     DEFAULT_PERCENTILES,
     RequestMetrics,
+    goodput_block,
     parse_goodput,
     request_metrics,
     summarize,
@@ -31,8 +37,10 @@ from aimachine.bench.metrics import (
 from aimachine.bench.output import write_all
 from aimachine.bench.roofline import RooflineError, card_bandwidth, decode_bytes, resolve_bandwidth, roofline
 from aimachine.bench.runner import BenchError, LevelRun, Sending, Sent, run_levels, server_models
+from aimachine.bench.server_metrics import Scraper, not_read
 from aimachine.bench.telemetry import MIN_HZ, GpuSampler
 from aimachine.bench.workloads import (
+    FimTokens,
     Level,
     ModelTokenizer,
     Prompt,
@@ -40,11 +48,20 @@ from aimachine.bench.workloads import (
     coding_prompts,
     concurrency_levels,
     cycle,
+    embedding_batches,
+    fim_prompts,
     random_prompts,
     rate_levels,
 )
 
+WORKLOADS = ("generate", "fim", "embeddings")
 DEFAULT_CONCURRENCY = "1,2,4,8,16,32"
+# A typing user is one stream, a team a few; an indexer sends a few batches at once.
+WORKLOAD_CONCURRENCY = {"generate": DEFAULT_CONCURRENCY, "fim": "1,2,4", "embeddings": "1,4,16"}
+# Requests per level when not given: (per stream, at least). FIM requests are short, and p99 wants many.
+WORKLOAD_REQUESTS = {"generate": (4, 8), "fim": (8, 32), "embeddings": (4, 16)}
+DEFAULT_OUTPUT_LEN = {"generate": 128, "fim": 64}
+DEFAULT_BATCH_SIZE = 16
 # Above this share of a core the client's own event loop may delay what it measures.
 CLIENT_BUSY = 0.8
 DEFINITIONS = {
@@ -54,6 +71,9 @@ DEFINITIONS = {
     "e2el": "last event carrying output - send",
     "output_throughput": "total output tokens / level wall time",
     "output_tokens": "server usage.completion_tokens; fallback recorded per request",
+    "goodput": "requests meeting every --goodput SLO / level wall time (vLLM's); fraction: of all requests",
+    "server_metrics": "deltas of the server's Prometheus counters read just before and after the level",
+    "embeddings": "e2el = last byte of the answer - send; inputs/s, usage.prompt_tokens/s per wall time",
     "reference": "docs/metrics.md (vLLM bench serve definitions)",
 }
 
@@ -100,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--base-url", required=True, help="server root, e.g. http://127.0.0.1:8000 (no /v1)")
     server.add_argument("--model", help="served model name (default: the only model /v1/models lists)")
     server.add_argument(
-        "--api", choices=("chat", "completions"), default="chat", help="endpoint (default chat)"
+        "--api",
+        choices=("chat", "completions"),
+        help="endpoint of --workload generate (default chat); fim uses completions, embeddings its own",
     )
     server.add_argument(
         "--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key"
@@ -114,8 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--timeout", type=float, default=600.0, help="seconds without data before a request fails"
     )
+    server.add_argument(
+        "--metrics-url",
+        help="the server's Prometheus endpoint, read around each level with the same key and CA "
+        "(default: BASE_URL/metrics; the front door serves it to loopback only, the engine on its own port)",
+    )
+    server.add_argument("--no-server-metrics", action="store_true", help="do not read the server's /metrics")
 
     work = parser.add_argument_group("workload")
+    work.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="generate",
+        help="generate: chat/completions generation (default); fim: fill-in-the-middle autocomplete "
+        "requests on /v1/completions; embeddings: batches of code snippets on /v1/embeddings",
+    )
     work.add_argument(
         "--model-dir",
         type=Path,
@@ -125,19 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument(
         "--dataset",
         choices=("random", "coding"),
-        default="random",
-        help="random: prompts of exactly --input-len tokens; coding: the packaged coding prompts",
+        help="generate: random (default), prompts of exactly --input-len tokens; coding: the packaged "
+        "coding prompts (fim and embeddings always cut HumanEval's code)",
     )
     work.add_argument(
         "--input-len", type=_positive_int, default=512, help="prompt tokens, template included (random)"
     )
-    work.add_argument("--output-len", type=_positive_int, default=128, help="max_tokens of every request")
+    work.add_argument(
+        "--output-len",
+        type=_positive_int,
+        help="max_tokens of every request (default 128; fim 64)",
+    )
     work.add_argument(
         "--stop",
         choices=("fixed", "natural"),
-        default="fixed",
-        help="fixed: ask for exactly --output-len tokens (ignore_eos where the server has it); "
-        "natural: stop at end of sequence, --output-len is the cap",
+        help="fixed (generate's default): ask for exactly --output-len tokens (ignore_eos where the server "
+        "has it); natural (fim's default): stop at end of sequence, --output-len is the cap",
     )
     work.add_argument(
         "--ignore-eos",
@@ -155,10 +193,35 @@ def build_parser() -> argparse.ArgumentParser:
         "for other clients (vllm bench serve --dataset-name custom, GuideLLM)",
     )
 
+    fim = parser.add_argument_group("fim (autocomplete) workload")
+    defaults = FimTokens()
+    fim.add_argument(
+        "--fim-prefix", default=defaults.prefix, help=f"prefix marker (default {defaults.prefix})"
+    )
+    fim.add_argument(
+        "--fim-suffix", default=defaults.suffix, help=f"suffix marker (default {defaults.suffix})"
+    )
+    fim.add_argument(
+        "--fim-middle", default=defaults.middle, help=f"middle marker (default {defaults.middle})"
+    )
+
+    embed = parser.add_argument_group("embeddings workload")
+    embed.add_argument(
+        "--batch-size", type=_positive_int, help=f"code snippets a request (default {DEFAULT_BATCH_SIZE})"
+    )
+    embed.add_argument(
+        "--encoding-format",
+        choices=("float", "base64"),
+        help="how the server sends the vectors (default float; base64: little-endian float32)",
+    )
+
     load = parser.add_argument_group("load")
     mode = load.add_mutually_exclusive_group()
     mode.add_argument(
-        "--concurrency", type=_int_list, help=f"closed-loop streams per level (default {DEFAULT_CONCURRENCY})"
+        "--concurrency",
+        type=_int_list,
+        help=f"closed-loop streams per level (default {DEFAULT_CONCURRENCY}; fim "
+        f"{WORKLOAD_CONCURRENCY['fim']}; embeddings {WORKLOAD_CONCURRENCY['embeddings']})",
     )
     mode.add_argument("--request-rate", type=_float_list, help="Poisson arrivals, requests/s per level")
     load.add_argument(
@@ -167,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--num-requests",
         type=_positive_int,
-        help="measured requests per level (default: 4 per stream, at least 8; 10 s of arrivals for a rate)",
+        help="measured requests per level (default: 4 per stream, at least 8; fim 8 per stream, at least "
+        "32; embeddings 4 per stream, at least 16; 10 s of arrivals for a rate)",
     )
     load.add_argument("--warmup", type=int, default=2, help="requests sent first and left out of the metrics")
 
@@ -253,26 +317,74 @@ def _request_record(sent: Sent, level: str, index: int, m: Any) -> dict[str, Any
         "finish_reason": m.finish_reason,
         "output_times_s": [round(t, 6) for t in m.output_times],
         "response_end_s": None if m.response_end is None else round(m.response_end, 6),
+        "inputs": m.inputs,
+        "embedding_dim": m.embedding_dim,
     }
 
 
-def _print_summary(levels: list[dict[str, Any]], roof: dict[str, Any], percentiles: list[float]) -> None:
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_summary(
+    levels: list[dict[str, Any]], roof: dict[str, Any], percentiles: list[float], workload: str
+) -> None:
     high = f"p{max(percentiles):g}"
-    print(
-        f"{'level':>8} {'ok':>5} {'err':>4} {'out tok/s':>10} {'req/s':>7} "
-        f"{'TTFT p50':>9} {'TTFT ' + high:>9} {'TPOT p50':>9} {'ITL p50':>8} {'E2E p50':>9}   (ms)"
-    )
-    for level in levels:
-        s = level["summary"]
-
-        def fmt(key: str, stat: str, s: dict[str, Any] = s) -> str:
-            value = s[key].get(stat)
-            return "-" if value is None else f"{value:.1f}"
-
+    if workload == "embeddings":
         print(
-            f"{level['name']:>8} {s['completed']:>5} {s['errors']:>4} {s['output_throughput']:>10.1f} "
-            f"{s['request_throughput']:>7.2f} {fmt('ttft_ms', 'p50'):>9} {fmt('ttft_ms', high):>9} "
-            f"{fmt('tpot_ms', 'p50'):>9} {fmt('itl_ms', 'p50'):>8} {fmt('e2el_ms', 'p50'):>9}"
+            f"{'level':>8} {'ok':>5} {'err':>4} {'inputs/s':>9} {'tokens/s':>9} {'req/s':>7} "
+            f"{'lat p50':>9} {'lat ' + high:>9}   (ms)"
+        )
+        for level in levels:
+            s, e = level["summary"], level["summary"].get("embeddings") or {}
+            print(
+                f"{level['name']:>8} {s['completed']:>5} {s['errors']:>4} {_fmt(e.get('inputs_per_s')):>9} "
+                f"{_fmt(e.get('prompt_tokens_per_s')):>9} {s['request_throughput']:>7.2f} "
+                f"{_fmt(s['e2el_ms'].get('p50')):>9} {_fmt(s['e2el_ms'].get(high)):>9}"
+            )
+    elif workload == "fim":
+        print(
+            f"{'level':>8} {'ok':>5} {'err':>4} {'req/s':>7} {'out tok/s':>10} "
+            f"{'TTFT p50':>9} {'TTFT ' + high:>9} {'E2E p50':>9} {'E2E ' + high:>9} {'tok/req':>7}   (ms)"
+        )
+        for level in levels:
+            s = level["summary"]
+            per = s["total_output_tokens"] / s["completed"] if s["completed"] else None
+            print(
+                f"{level['name']:>8} {s['completed']:>5} {s['errors']:>4} {s['request_throughput']:>7.2f} "
+                f"{s['output_throughput']:>10.1f} {_fmt(s['ttft_ms'].get('p50')):>9} "
+                f"{_fmt(s['ttft_ms'].get(high)):>9} {_fmt(s['e2el_ms'].get('p50')):>9} "
+                f"{_fmt(s['e2el_ms'].get(high)):>9} {_fmt(per):>7}"
+            )
+    else:
+        print(
+            f"{'level':>8} {'ok':>5} {'err':>4} {'out tok/s':>10} {'req/s':>7} "
+            f"{'TTFT p50':>9} {'TTFT ' + high:>9} {'TPOT p50':>9} {'ITL p50':>8} {'E2E p50':>9}   (ms)"
+        )
+        for level in levels:
+            s = level["summary"]
+            print(
+                f"{level['name']:>8} {s['completed']:>5} {s['errors']:>4} {s['output_throughput']:>10.1f} "
+                f"{s['request_throughput']:>7.2f} {_fmt(s['ttft_ms'].get('p50')):>9} "
+                f"{_fmt(s['ttft_ms'].get(high)):>9} {_fmt(s['tpot_ms'].get('p50')):>9} "
+                f"{_fmt(s['itl_ms'].get('p50')):>8} {_fmt(s['e2el_ms'].get('p50')):>9}"
+            )
+    for level in levels:
+        line = _server_line(level.get("server_metrics"))
+        if line:
+            print(f"{level['name']:>8} server: {line}")
+    good = [lv for lv in levels if lv.get("goodput")]
+    if good:
+        print(
+            "goodput (" + ", ".join(f"{k} <= {v:g} ms" for k, v in good[0]["goodput"]["slo"].items()) + "): ",
+            end="",
+        )
+        print(
+            ", ".join(
+                f"{lv['name']} {g['requests_per_s']:.2f} req/s ({100 * (g['fraction'] or 0):.0f}%)"
+                for lv in good
+                for g in (lv["goodput"],)
+            )
         )
     if roof.get("available"):
         measured = roof.get("measured_tokens_per_s")
@@ -283,6 +395,27 @@ def _print_summary(levels: list[dict[str, Any]], roof: dict[str, Any], percentil
         )
     else:
         print(f"roofline: not available ({roof.get('reason')})")
+
+
+def _server_line(block: dict[str, Any] | None) -> str:
+    """The server's own figures for a level, where it has them."""
+    if not block:
+        return ""
+    parts = []
+    spec, prefix = block.get("spec_decode"), block.get("prefix_cache")
+    if spec and spec.get("acceptance_rate") is not None:
+        parts.append(
+            f"spec-decode acceptance {100 * spec['acceptance_rate']:.1f}% "
+            f"({spec['accepted_tokens']}/{spec['draft_tokens']}), "
+            f"mean length {_fmt(spec['mean_acceptance_length'], 2)}"
+        )
+    if prefix and prefix.get("hit_rate") is not None:
+        parts.append(f"prefix-cache hits {100 * prefix['hit_rate']:.1f}%")
+    for key, name in (("queue_time", "queue"), ("ttft", "TTFT")):
+        mean = (block.get(key) or {}).get("mean_ms")
+        if mean is not None:
+            parts.append(f"{name} mean {mean:.1f} ms")
+    return "; ".join(parts)
 
 
 def _served_model(models: dict[str, Any], wanted: str | None, base_url: str) -> str:
@@ -302,7 +435,11 @@ def _prompts(
 ) -> tuple[list[Prompt], list[list[Prompt]]]:
     """Warm-up prompts and each level's, all distinct; also written to --save-prompts (measured ones)."""
     total = args.warmup + sum(level.num_requests for level in levels)
-    if args.dataset == "random":
+    if args.workload == "fim":
+        pool = fim_prompts(total, args.seed, FimTokens(args.fim_prefix, args.fim_suffix, args.fim_middle))
+    elif args.workload == "embeddings":
+        pool = embedding_batches(total, args.batch_size, offset=args.seed)
+    elif args.dataset == "random":
         assert tokenizer is not None
         pool = random_prompts(tokenizer, args.api, args.input_len, total, args.seed)
     else:
@@ -311,7 +448,12 @@ def _prompts(
     if args.save_prompts:
         with args.save_prompts.open("w", encoding="utf-8") as handle:
             for prompt in rest:
-                handle.write(json.dumps({"prompt": prompt.text, "output_tokens": args.output_len}) + "\n")
+                record = (
+                    {"input": list(prompt.inputs)}
+                    if prompt.inputs
+                    else {"prompt": prompt.text, "output_tokens": args.output_len}
+                )
+                handle.write(json.dumps(record) + "\n")
     per_level = []
     for level in levels:
         per_level.append(rest[: level.num_requests])
@@ -320,9 +462,15 @@ def _prompts(
 
 
 def _level_block(
-    level_run: LevelRun, metrics: list[RequestMetrics], percentiles: list[float], slo: dict[str, float]
+    level_run: LevelRun,
+    metrics: list[RequestMetrics],
+    percentiles: list[float],
+    slo: dict[str, float],
+    *,
+    scraper: Scraper | None,
+    model: str,
 ) -> dict[str, Any]:
-    """A level's settings, times, summary and the client's own CPU use (warned about when high)."""
+    """A level's settings, times, summary, goodput, the server's counters and the client's own CPU use."""
     targets = [s.prompt.target_tokens for s in level_run.sent]
     summary = summarize(metrics, level_run.duration, percentiles, slo, targets)
     events = sum(m.output_events for m in metrics)
@@ -333,19 +481,29 @@ def _level_block(
             "it may have limited the measurement (see docs/benchmarks.md, client ceiling)",
             file=sys.stderr,
         )
+    server = (
+        scraper.level(level_run.level.name, level_run.metrics_before, level_run.metrics_after, model)
+        if scraper
+        else None
+    )
     return level_run.level.describe() | {
         "start_s": round(level_run.start, 6),
         "end_s": round(level_run.end, 6),
         "summary": summary,
+        "goodput": goodput_block(metrics, level_run.duration, slo),
+        "server_metrics": server,
         "client": {
             "cpu_s": level_run.client_cpu_s,
             "cpu_fraction_of_one_core": busy,
             "cpu_us_per_output_event": 1e6 * level_run.client_cpu_s / events if events else None,
+            "cpu_us_per_request": 1e6 * level_run.client_cpu_s / len(metrics) if metrics else None,
         },
     }
 
 
 def _roofline_block(args: argparse.Namespace, levels: list[dict[str, Any]]) -> dict[str, Any]:
+    if args.workload == "embeddings":
+        return {"available": False, "reason": "embeddings: no token-by-token decode to set against the bound"}
     if args.model_dir is None:
         return {
             "available": False,
@@ -376,14 +534,36 @@ def _roofline_block(args: argparse.Namespace, levels: list[dict[str, Any]]) -> d
     return block | roofline(step, bandwidth, measured, context)
 
 
+def _description(args: argparse.Namespace) -> str:
+    if args.workload == "fim":
+        return f"fim on completions, HumanEval holes / {args.output_len} out ({args.stop})"
+    if args.workload == "embeddings":
+        return f"embeddings, {args.batch_size} code snippets a request ({args.encoding_format})"
+    what = f"{args.input_len} in" if args.dataset == "random" else "coding prompts"
+    return f"{args.api}, {what} / {args.output_len} out ({args.stop})"
+
+
+def _prompt_format(args: argparse.Namespace) -> str:
+    if args.workload == "fim":
+        return f"raw prompt {args.fim_prefix}PREFIX{args.fim_suffix}SUFFIX{args.fim_middle}"
+    if args.workload == "embeddings":
+        return "input: a list of code snippets"
+    return "chat template of the served model, one user message" if args.api == "chat" else "raw prompt"
+
+
 def run(args: argparse.Namespace) -> int:
     started = datetime.now(UTC)
     slo = parse_goodput(args.goodput or [])
+    if args.workload == "embeddings" and set(slo) - {"e2el"}:
+        raise WorkloadError(
+            f"--goodput {', '.join(sorted(set(slo) - {'e2el'}))}: embeddings answer at once (no "
+            "first token, no decode); use e2el:MS, the request's latency"
+        )
     if args.gpu_name:
         card_bandwidth(args.gpu_name)  # an unknown card is a usage error, found before the run
     api_key = read_api_key(args)
     tokenizer_path = args.tokenizer or args.model_dir
-    tokenizer = ModelTokenizer(tokenizer_path) if tokenizer_path else None
+    tokenizer = ModelTokenizer(tokenizer_path) if tokenizer_path and args.workload != "embeddings" else None
     if args.dataset == "random" and tokenizer is None:
         raise WorkloadError(
             "prompts of an exact length need the served model's tokenizer: pass --model-dir "
@@ -401,24 +581,32 @@ def run(args: argparse.Namespace) -> int:
     if args.request_rate:
         levels = rate_levels(args.request_rate, args.num_requests, args.max_concurrency)
     else:
+        per_stream, at_least = WORKLOAD_REQUESTS[args.workload]
         levels = concurrency_levels(
-            args.concurrency or [int(v) for v in DEFAULT_CONCURRENCY.split(",")], args.num_requests
+            args.concurrency or [int(v) for v in WORKLOAD_CONCURRENCY[args.workload].split(",")],
+            args.num_requests,
+            per_stream,
+            at_least,
         )
     if args.warmup < 0:
         raise WorkloadError(f"--warmup must be >= 0, got {args.warmup}")
     warmup_prompts, level_prompts = _prompts(args, tokenizer, levels)
-    what = f"{args.input_len} in" if args.dataset == "random" else "coding prompts"
-    description = f"{args.api}, {what} / {args.output_len} out ({args.stop})"
     sending = Sending(
         endpoint,
-        max_tokens=args.output_len,
+        max_tokens=args.output_len or 0,
         ignore_eos=ignore_eos,
         temperature=args.temperature,
         extra_body=args.extra_body,
         record_raw=args.record_streams,
+        encoding_format=args.encoding_format or "float",
     )
     sampler = None if args.no_telemetry else GpuSampler(args.telemetry_hz)
     run_t0 = time.perf_counter()
+    scraper = (
+        None
+        if args.no_server_metrics
+        else Scraper(args.metrics_url or args.base_url.rstrip("/") + "/metrics", endpoint.headers(), run_t0)
+    )
     if sampler:
         sampler.start(run_t0)
     try:
@@ -432,12 +620,15 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 run_t0=run_t0,
                 progress=not args.no_progress,
+                scraper=scraper,
             )
         )
     finally:
         if sampler:
             sampler.stop()
     finished = datetime.now(UTC)
+    if scraper and scraper.unavailable:
+        print(f"server metrics: none read ({scraper.unavailable})", file=sys.stderr)
 
     count_tokens = (
         None if tokenizer is None else (lambda text: tokenizer.count(text, add_special_tokens=False))
@@ -448,7 +639,9 @@ def run(args: argparse.Namespace) -> int:
         records.append(_request_record(sent, "warmup", index, request_metrics(sent.result, count_tokens)))
     for level_run in runs:
         metrics = [request_metrics(s.result, count_tokens) for s in level_run.sent]
-        level_blocks.append(_level_block(level_run, metrics, args.percentiles, slo))
+        level_blocks.append(
+            _level_block(level_run, metrics, args.percentiles, slo, scraper=scraper, model=model)
+        )
         for index, (sent, m) in enumerate(zip(level_run.sent, metrics, strict=True)):
             records.append(_request_record(sent, level_run.level.name, index, m))
 
@@ -459,6 +652,7 @@ def run(args: argparse.Namespace) -> int:
         else sampler.result(windows)
     )
     roof = _roofline_block(args, level_blocks)
+    generating = args.workload != "embeddings"
     document = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "aimachine-bench", "version": __version__},
@@ -478,7 +672,8 @@ def run(args: argparse.Namespace) -> int:
             "models": models.get("data", []),
         },
         "workload": {
-            "description": description,
+            "name": args.workload,
+            "description": _description(args),
             "dataset": args.dataset,
             "input_len": args.input_len if args.dataset == "random" else None,
             "output_len": args.output_len,
@@ -489,9 +684,12 @@ def run(args: argparse.Namespace) -> int:
             "warmup_requests": args.warmup,
             "seed": args.seed,
             "tokenizer": None if tokenizer is None else str(tokenizer.directory),
-            "prompt_format": "chat template of the served model, one user message"
-            if args.api == "chat"
-            else "raw prompt",
+            "prompt_format": _prompt_format(args),
+            "fim_tokens": {"prefix": args.fim_prefix, "suffix": args.fim_suffix, "middle": args.fim_middle}
+            if args.workload == "fim"
+            else None,
+            "batch_size": args.batch_size,
+            "encoding_format": args.encoding_format,
             "percentiles": args.percentiles,
             "goodput_slo_ms": slo or None,
             "timeout_s": args.timeout,
@@ -499,16 +697,21 @@ def run(args: argparse.Namespace) -> int:
         "definitions": DEFINITIONS,
         "levels": level_blocks,
         "warmup": {"requests": len(warm), "errors": sum(1 for s in warm if not s.result.ok)},
+        "server_metrics": scraper.describe(model)
+        if scraper
+        else not_read(None, "disabled with --no-server-metrics"),
         "telemetry": telemetry,
         "roofline": roof,
         "requests": records,
     }
+    if not generating:
+        document["workload"]["stop"] = None
     if args.output:
         written = write_all(args.output, document, args.percentiles)
         if args.record_streams:
             written.append(_write_streams(args.output / "streams.jsonl", warm, runs, sending))
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
-    _print_summary(level_blocks, roof, args.percentiles)
+    _print_summary(level_blocks, roof, args.percentiles, args.workload)
     failed = sum(lv["summary"]["errors"] for lv in level_blocks)
     if failed:
         first = next(m for lv in level_blocks for m in lv["summary"]["error_messages"])
@@ -539,6 +742,53 @@ def _write_streams(path: Path, warm: list[Sent], runs: list[LevelRun], sending: 
     return path
 
 
+# Options that mean nothing for a workload: named in the error rather than silently ignored.
+NOT_FOR = {
+    "fim": ("api", "dataset", "input_len", "batch_size", "encoding_format"),
+    "embeddings": (
+        "api",
+        "dataset",
+        "input_len",
+        "output_len",
+        "stop",
+        "temperature",
+        "fim_prefix",
+        "fim_suffix",
+        "fim_middle",
+    ),
+    "generate": ("batch_size", "encoding_format", "fim_prefix", "fim_suffix", "fim_middle"),
+}
+
+
+def settle_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Reject options the chosen workload does not use, then fill in its defaults."""
+    defaults = {action.dest: action.default for action in parser._actions}
+    misplaced = [
+        "--" + name.replace("_", "-")
+        for name in NOT_FOR[args.workload]
+        if getattr(args, name) != defaults.get(name)
+    ]
+    if args.workload == "embeddings" and args.ignore_eos != "auto":
+        misplaced.append("--ignore-eos")
+    if misplaced:
+        parser.error(f"{', '.join(misplaced)} do(es) not apply to --workload {args.workload}")
+    if args.workload == "generate":
+        args.api = args.api or "chat"
+        args.dataset = args.dataset or "random"
+        args.stop = args.stop or "fixed"
+    elif args.workload == "fim":
+        args.api, args.dataset = "completions", "humaneval-fim"
+        args.stop = args.stop or "natural"
+        if not all((args.fim_prefix, args.fim_suffix, args.fim_middle)):
+            parser.error("--fim-prefix, --fim-suffix and --fim-middle must not be empty")
+    else:
+        args.api, args.dataset = "embeddings", "humaneval-code"
+        args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE
+        args.encoding_format = args.encoding_format or "float"
+    if args.workload != "embeddings":
+        args.output_len = args.output_len or DEFAULT_OUTPUT_LEN[args.workload]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -551,6 +801,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--extra-body must be a JSON object")
     if any(not 0 < p < 100 for p in args.percentiles):
         parser.error("--percentiles must be between 0 and 100 (exclusive)")
+    if args.metrics_url and args.no_server_metrics:
+        parser.error("--metrics-url and --no-server-metrics exclude each other")
+    settle_workload(args, parser)
     try:
         return run(args)
     except (WorkloadError, ValueError) as error:

@@ -1,4 +1,4 @@
-"""Timed streaming requests to an OpenAI-compatible server (chat and completions), with asyncio and aiohttp.
+"""Timed requests to an OpenAI-compatible server (streamed chat and completions, embeddings), with aiohttp.
 
 Every network read is timestamped on arrival; the stream is then interpreted into the moments
 that matter (first and last output chunk, usage, finish reason). Times are seconds after the
@@ -11,6 +11,8 @@ what inflates TTFT and ITL when many streams deliver at once (docs/benchmarks.md
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import ssl
 import time
@@ -19,11 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
+import numpy as np
 
 from aimachine.bench.sse import SSEDecoder, SSEEvent
 
-Api = Literal["chat", "completions"]
-PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+Api = Literal["chat", "completions", "embeddings"]
+PATHS: dict[str, str] = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
 # Bodies of error answers are kept for the report, cut to this length.
 ERROR_TEXT_LIMIT = 500
 
@@ -48,7 +55,7 @@ class Endpoint:
         return ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else True
 
     def headers(self) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream"}
+        headers = {"Accept": "application/json" if self.api == "embeddings" else "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
@@ -62,8 +69,16 @@ def build_body(
     ignore_eos: bool,
     temperature: float | None = None,
     extra: dict[str, Any] | None = None,
+    inputs: Sequence[str] | None = None,
+    encoding_format: str = "float",
 ) -> dict[str, Any]:
     """Request body; `ignore_eos` is a vLLM extension, sent only when asked (other servers reject it)."""
+    if endpoint.api == "embeddings":
+        return {
+            "model": endpoint.model,
+            "input": list(inputs) if inputs else [prompt],
+            "encoding_format": encoding_format,
+        } | (extra or {})
     body: dict[str, Any] = {
         "model": endpoint.model,
         "stream": True,
@@ -168,6 +183,75 @@ def interpret_events(events: Sequence[SSEEvent], api: Api) -> StreamResult:
 
 
 @dataclass
+class EmbeddingResult:
+    """What an /v1/embeddings answer held, checked (one finite vector an input, one dimension); not kept."""
+
+    vectors: int = 0
+    dimension: int | None = None
+    usage: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def _vector_length(value: Any, encoding_format: str) -> int:
+    """Dimension of one embedding as sent (a list of numbers, or base64 of little-endian float32)."""
+    if encoding_format == "base64":
+        if not isinstance(value, str):
+            raise ValueError(f"expected a base64 string, got {type(value).__name__}")
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+        if len(raw) % 4:
+            raise ValueError(f"{len(raw)} bytes is not a whole number of float32 values")
+        vector = np.frombuffer(raw, dtype="<f4")
+    else:
+        # numpy converts and checks the whole list in C; only the first item's type is checked here.
+        if not isinstance(value, list) or (value and not isinstance(value[0], int | float)):
+            raise ValueError("expected a list of numbers")
+        try:
+            vector = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("expected a list of numbers") from None
+        if vector.ndim != 1:
+            raise ValueError("expected a flat list of numbers")
+    if not vector.size or not np.isfinite(vector).all():
+        raise ValueError("empty, or not finite numbers")
+    return int(vector.size)
+
+
+def interpret_embeddings(payload: Any, inputs: int, encoding_format: str) -> EmbeddingResult:
+    """Check an embeddings answer against what was asked (pure: used on live and recorded bodies)."""
+    result = EmbeddingResult()
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        result.error = f"not an embeddings answer: {str(payload)[:ERROR_TEXT_LIMIT]}"
+        return result
+    if isinstance(payload.get("usage"), dict):
+        result.usage = payload["usage"]
+    data = payload["data"]
+    if len(data) != inputs:
+        result.error = f"{len(data)} embeddings for {inputs} inputs"
+        return result
+    dimensions = set()
+    indexes = set()
+    for position, item in enumerate(data):
+        try:
+            if not isinstance(item, dict):
+                raise ValueError("not an object")
+            indexes.add(item.get("index", position))
+            dimensions.add(_vector_length(item.get("embedding"), encoding_format))
+        except ValueError as error:
+            result.error = f"embedding {position} ({encoding_format}): {error}"
+            return result
+    if indexes != set(range(inputs)):
+        result.error = f"embedding indexes {sorted(indexes)[:10]} are not 0..{inputs - 1}"
+    elif len(dimensions) != 1:
+        result.error = f"embeddings of different dimensions {sorted(dimensions)}"
+    else:
+        result.vectors, result.dimension = inputs, dimensions.pop()
+    return result
+
+
+@dataclass
 class RequestResult:
     """One request as the client saw it. `send_perf` is time.perf_counter() at send."""
 
@@ -178,15 +262,20 @@ class RequestResult:
     end: float | None = None
     reads: int = 0
     raw: list[tuple[float, bytes]] | None = None
+    embedding: EmbeddingResult | None = None  # set for /v1/embeddings (not streamed)
 
     @property
     def ok(self) -> bool:
+        if self.embedding is not None:
+            return self.error is None and self.embedding.error is None
         return self.error is None and self.stream.error is None and bool(self.stream.output_times)
 
     @property
     def failure(self) -> str | None:
         if self.error:
             return self.error
+        if self.embedding is not None:
+            return self.embedding.error
         if self.stream.error:
             return self.stream.error
         if not self.stream.output_times:
@@ -227,6 +316,43 @@ async def stream_request(
         result.error = f"{type(error).__name__}: {error}".rstrip(": ")[:ERROR_TEXT_LIMIT]
         result.end = clock() - send
     result.stream = interpret_events(events, endpoint.api)
+    return result
+
+
+async def embed_request(
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    record_raw: bool = False,
+) -> RequestResult:
+    """POST an embeddings body; the latency ends with the last byte of the answer (checked after)."""
+    clock = time.perf_counter
+    send = clock()
+    result = RequestResult(send_perf=send, raw=[] if record_raw else None)
+    try:
+        async with session.post(endpoint.url, json=body, headers=endpoint.headers()) as response:
+            result.status = response.status
+            data = await response.read()
+            result.end = clock() - send
+    except (TimeoutError, aiohttp.ClientError) as error:
+        result.error = f"{type(error).__name__}: {error}".rstrip(": ")[:ERROR_TEXT_LIMIT]
+        result.end = clock() - send
+        return result
+    result.reads = 1
+    if result.raw is not None:
+        result.raw.append((result.end, data))
+    if result.status != 200:
+        text = data.decode("utf-8", errors="replace")
+        result.error = f"HTTP {result.status}: {text[:ERROR_TEXT_LIMIT]}"
+        return result
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        result.error = f"the answer is not JSON: {data[:ERROR_TEXT_LIMIT]!r}"
+        return result
+    result.embedding = interpret_embeddings(
+        payload, len(body.get("input") or []), str(body.get("encoding_format", "float"))
+    )
     return result
 
 

@@ -2,7 +2,9 @@
 
 It answers /v1/models, /health, /v1/chat/completions and /v1/completions with a stream of
 `max_tokens` placeholder tokens, as fast as it can or one event every --interval-ms, K tokens per
-event (--tokens-per-event, a coalescing server), with a usage chunk and [DONE] as vLLM sends them.
+event (--tokens-per-event, a coalescing server), with a usage chunk and [DONE] as vLLM sends them;
+and /v1/embeddings with one constant vector of --embedding-dim values an input, after
+--first-delay-ms, as float lists or base64 float32 (vLLM's two JSON encodings).
 It exists to measure the benchmark client itself: how many events a second it can take in
 (its ceiling), and whether it times a stream of known pacing correctly. Plain asyncio, HTTP/1.1
 keep-alive, chunked transfer encoding; no framework, so the server costs little CPU per event.
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import signal
+import struct
 import sys
 import threading
 import time
@@ -31,6 +35,42 @@ class Pacing:
     interval_s: float = 0.0
     tokens_per_event: int = 1
     first_delay_s: float = 0.0
+    embedding_dim: int = 1024
+
+
+def _vector(dim: int, encoding: str) -> str:
+    """One embedding as JSON text, built once: floats of a unit vector, or their float32 bytes in base64."""
+    values = [1.0 / dim**0.5] * dim
+    if encoding == "base64":
+        return json.dumps(base64.b64encode(struct.pack(f"<{dim}f", *values)).decode())
+    return json.dumps(values)
+
+
+async def _embeddings(writer: asyncio.StreamWriter, body: dict[str, Any], pacing: Pacing) -> None:
+    inputs = body.get("input")
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    encoding = body.get("encoding_format", "float")
+    if not isinstance(inputs, list) or not inputs or encoding not in ("float", "base64"):
+        await _respond_json(
+            writer, "400 Bad Request", {"error": "input must be a list; encoding float|base64"}
+        )
+        return
+    if pacing.first_delay_s:
+        await asyncio.sleep(pacing.first_delay_s)
+    vector = _VECTORS.setdefault((pacing.embedding_dim, encoding), _vector(pacing.embedding_dim, encoding))
+    tokens = sum(len(str(text).split()) for text in inputs)
+    items = ",".join(f'{{"index":{i},"object":"embedding","embedding":{vector}}}' for i in range(len(inputs)))
+    data = (
+        f'{{"object":"list","model":"{MODEL}","data":[{items}],'
+        f'"usage":{{"prompt_tokens":{tokens},"total_tokens":{tokens}}}}}'
+    ).encode()
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data) + data
+    )
+    await writer.drain()
+
+
+_VECTORS: dict[tuple[int, str], str] = {}
 
 
 def _chunk(data: bytes) -> bytes:
@@ -141,6 +181,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pa
                     await _respond_json(writer, "400 Bad Request", {"error": "body is not JSON"})
                     continue
                 await _stream(writer, path, body, pacing)
+            elif method == "POST" and path == "/v1/embeddings":
+                try:
+                    body = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    await _respond_json(writer, "400 Bad Request", {"error": "body is not JSON"})
+                    continue
+                await _embeddings(writer, body, pacing)
             else:
                 await _respond_json(writer, "404 Not Found", {"error": f"no route {method} {path}"})
     except ConnectionError:
@@ -193,10 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse-port", action="store_true", help="share the port with more load generators (one a core)"
     )
+    parser.add_argument(
+        "--embedding-dim", type=int, default=1024, help="values in each /v1/embeddings vector"
+    )
     args = parser.parse_args(argv)
-    if args.tokens_per_event < 1 or args.interval_ms < 0 or args.first_delay_ms < 0:
-        parser.error("--tokens-per-event must be >= 1 and the delays >= 0")
-    pacing = Pacing(args.interval_ms / 1000.0, args.tokens_per_event, args.first_delay_ms / 1000.0)
+    if args.tokens_per_event < 1 or args.interval_ms < 0 or args.first_delay_ms < 0 or args.embedding_dim < 1:
+        parser.error("--tokens-per-event and --embedding-dim must be >= 1 and the delays >= 0")
+    pacing = Pacing(
+        args.interval_ms / 1000.0, args.tokens_per_event, args.first_delay_ms / 1000.0, args.embedding_dim
+    )
     asyncio.run(serve(args.host, args.port, pacing, reuse_port=args.reuse_port))
     return 0
 

@@ -9,7 +9,9 @@
 - Output tokens: the server's `usage.completion_tokens`; without usage, the served model's
   tokenizer on the text; without a tokenizer, the number of output events (recorded per request).
 - Throughput: total output tokens / level wall time; requests/s likewise; goodput: requests/s
-  that met every SLO given.
+  that met every SLO given (vLLM's meaning), and the fraction of the level's requests that did.
+- Embeddings (not streamed): E2EL is the request's latency, send to the last byte of the answer;
+  inputs/s and prompt tokens/s (`usage.prompt_tokens`) over the level wall time.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class RequestMetrics:
     output_times: list[float] = field(default_factory=list)
     finish_reason: str | None = None
     response_end: float | None = None
+    inputs: int | None = None  # embeddings: texts in the request
+    embedding_dim: int | None = None
 
     @property
     def decode_time(self) -> float | None:
@@ -58,6 +62,17 @@ def request_metrics(
     stream = result.stream
     if not result.ok:
         return RequestMetrics(ok=False, error=result.failure, response_end=result.end)
+    if result.embedding is not None:
+        prompt = (result.embedding.usage or {}).get("prompt_tokens")
+        return RequestMetrics(
+            ok=True,
+            error=None,
+            e2el=result.end,
+            prompt_tokens=prompt if isinstance(prompt, int) else None,
+            response_end=result.end,
+            inputs=result.embedding.vectors,
+            embedding_dim=result.embedding.dimension,
+        )
     times = stream.output_times
     usage = stream.usage or {}
     completion = usage.get("completion_tokens")
@@ -126,6 +141,22 @@ def parse_goodput(items: Iterable[str]) -> dict[str, float]:
     return slo
 
 
+def goodput_block(
+    requests: Sequence[RequestMetrics], duration_s: float, slo: Mapping[str, float]
+) -> dict[str, Any] | None:
+    """A level's goodput (contract 4): requests/s that met every objective, and the share of its requests."""
+    if not slo:
+        return None
+    good = sum(1 for r in requests if r.ok and meets_slo(r, slo))
+    return {
+        "slo": dict(slo),
+        "requests_per_s": good / duration_s,
+        "fraction": good / len(requests) if requests else None,
+        "requests_meeting_slo": good,
+        "requests": len(requests),
+    }
+
+
 def meets_slo(metrics: RequestMetrics, slo: Mapping[str, float]) -> bool:
     """Whether a successful request met every objective (vLLM counts TPOT as 0 for one-token answers)."""
     values = {"ttft": metrics.ttft, "tpot": metrics.tpot or 0.0, "e2el": metrics.e2el}
@@ -162,7 +193,7 @@ def summarize(
         # Per-stream decode speed: tokens after the first over the time after the first.
         "decode_tokens_per_s_per_stream": decode_tokens / decode_time if decode_time > 0 else None,
         "tokens_per_output_event": output_tokens / output_events if output_events else None,
-        "token_count_sources": dict(Counter(r.token_count_source for r in done)),
+        "token_count_sources": dict(Counter(r.token_count_source for r in done if r.token_count_source)),
         "finish_reasons": dict(Counter(str(r.finish_reason) for r in done)),
         "ttft_ms": distribution([r.ttft for r in done if r.ttft is not None], percentiles),
         "tpot_ms": distribution([r.tpot for r in done if r.tpot is not None], percentiles),
@@ -177,6 +208,19 @@ def summarize(
             "request_goodput": good / duration_s,
             "fraction": good / len(requests) if requests else None,
         }
+    embedded = [r for r in done if r.inputs is not None]
+    if embedded:
+        inputs = sum(r.inputs or 0 for r in embedded)
+        counted = [r.prompt_tokens for r in embedded if r.prompt_tokens is not None]
+        summary["embeddings"] = {
+            "inputs": inputs,
+            "inputs_per_s": inputs / duration_s,
+            "prompt_tokens": sum(counted) if counted else None,
+            "prompt_tokens_per_s": sum(counted) / duration_s if counted else None,
+            "requests_without_usage": len(embedded) - len(counted),
+            "dimensions": sorted({r.embedding_dim for r in embedded if r.embedding_dim is not None}),
+        }
+        summary["finish_reasons"] = {}
     if target_prompt_tokens is not None:
         pairs = [
             (target, r.prompt_tokens)

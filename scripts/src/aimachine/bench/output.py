@@ -43,6 +43,16 @@ def csv_rows(levels: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         row |= {key: summary.get(key) for key in CSV_SCALARS}
         goodput = summary.get("goodput")
         row["request_goodput"] = goodput["request_goodput"] if goodput else None
+        row["goodput_fraction"] = (level.get("goodput") or {}).get("fraction")
+        embeddings = summary.get("embeddings") or {}
+        row["inputs_per_s"] = embeddings.get("inputs_per_s")
+        row["embedding_prompt_tokens_per_s"] = embeddings.get("prompt_tokens_per_s")
+        # The server's own counters over the level (None where it has none: transformers serve).
+        server = level.get("server_metrics") or {}
+        row["server_spec_acceptance_rate"] = (server.get("spec_decode") or {}).get("acceptance_rate")
+        row["server_prefix_cache_hit_rate"] = (server.get("prefix_cache") or {}).get("hit_rate")
+        row["server_queue_time_mean_ms"] = (server.get("queue_time") or {}).get("mean_ms")
+        row["server_ttft_mean_ms"] = (server.get("ttft") or {}).get("mean_ms")
         for key, _ in LATENCY_METRICS:
             for stat, value in summary[key].items():
                 if stat != "count":

@@ -1,4 +1,5 @@
-"""Runs the levels of a benchmark: warm-up, then each level as a closed loop or Poisson arrivals."""
+"""Runs the levels of a benchmark: warm-up, then each level as a closed loop or Poisson arrivals,
+the server's /metrics read just before and just after each level (outside its timed window)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import aiohttp
 import numpy as np
 from tqdm import tqdm
 
-from aimachine.bench.client import Endpoint, RequestResult, build_body, stream_request
+from aimachine.bench.client import Endpoint, RequestResult, build_body, embed_request, stream_request
+from aimachine.bench.server_metrics import Scrape, Scraper
 from aimachine.bench.workloads import Level, Prompt, poisson_arrivals
 
 # /v1/models answers at once on a live server, whatever --timeout allows a generation.
@@ -41,6 +43,9 @@ class LevelRun:
     end: float
     sent: list[Sent] = field(default_factory=list)
     client_cpu_s: float = 0.0  # CPU time this process used during the level
+    # The server's /metrics just before and just after the level (or why not); None: not asked.
+    metrics_before: Scrape | str | None = None
+    metrics_after: Scrape | str | None = None
 
     @property
     def duration(self) -> float:
@@ -57,6 +62,7 @@ class Sending:
     temperature: float | None = None
     extra_body: dict[str, Any] | None = None
     record_raw: bool = False
+    encoding_format: str = "float"  # embeddings
 
     def body(self, prompt: Prompt) -> dict[str, Any]:
         return build_body(
@@ -66,7 +72,15 @@ class Sending:
             ignore_eos=self.ignore_eos,
             temperature=self.temperature,
             extra=self.extra_body,
+            inputs=prompt.inputs,
+            encoding_format=self.encoding_format,
         )
+
+    async def send(self, client: aiohttp.ClientSession, prompt: Prompt) -> RequestResult:
+        body = self.body(prompt)
+        if self.endpoint.api == "embeddings":
+            return await embed_request(client, self.endpoint, body, self.record_raw)
+        return await stream_request(client, self.endpoint, body, self.record_raw)
 
 
 async def server_models(endpoint: Endpoint) -> dict[str, Any]:
@@ -114,9 +128,7 @@ async def _closed_loop(
             index = next_index
             next_index += 1
             offset = time.perf_counter() - t0
-            result = await stream_request(
-                client, sending.endpoint, sending.body(prompts[index]), sending.record_raw
-            )
+            result = await sending.send(client, prompts[index])
             sent[index] = Sent(prompts[index], offset, result, warmup)
             on_done(result)
 
@@ -139,13 +151,11 @@ async def _open_loop(
     async def one(prompt: Prompt) -> Sent:
         if limit is None:
             offset = time.perf_counter() - t0
-            result = await stream_request(client, sending.endpoint, sending.body(prompt), sending.record_raw)
+            result = await sending.send(client, prompt)
         else:
             async with limit:
                 offset = time.perf_counter() - t0
-                result = await stream_request(
-                    client, sending.endpoint, sending.body(prompt), sending.record_raw
-                )
+                result = await sending.send(client, prompt)
         on_done(result)
         return Sent(prompt, offset, result)
 
@@ -168,6 +178,7 @@ async def run_levels(
     seed: int,
     run_t0: float,
     progress: bool = True,
+    scraper: Scraper | None = None,
 ) -> tuple[list[Sent], list[LevelRun]]:
     """Warm up, then run every level; returns (warm-up requests, levels)."""
     widest = max([lv.concurrency or lv.max_concurrency or 0 for lv in levels] + [len(warmup_prompts), 1])
@@ -208,6 +219,7 @@ async def run_levels(
             runs: list[LevelRun] = []
             for level, prompts in zip(levels, level_prompts, strict=True):
                 bar.set_description(level.name)
+                before = await scraper.scrape(client) if scraper else None
                 cpu0 = time.process_time()
                 t0 = time.perf_counter()
                 if level.concurrency is not None:
@@ -227,5 +239,7 @@ async def run_levels(
                         on_done=on_done,
                     )
                 end = time.perf_counter()
-                runs.append(LevelRun(level, t0 - run_t0, end - run_t0, sent, time.process_time() - cpu0))
+                cpu = time.process_time() - cpu0
+                after = await scraper.scrape(client) if scraper else None
+                runs.append(LevelRun(level, t0 - run_t0, end - run_t0, sent, cpu, before, after))
     return warm, runs

