@@ -150,7 +150,9 @@ def test_real_capture_counts_what_the_bench_sent(capture: Path) -> None:
     """curl's reads around one bench run: the server counted exactly the bench's requests."""
     bench = json.loads((capture / "bench.json").read_text(encoding="utf-8"))
     model = bench["server"]["model"]
-    delta = level_delta(read(f"{capture.name}/before.prom"), read(f"{capture.name}/after.prom"), model)
+    delta = level_delta(
+        read(f"captures/{capture.name}/before.prom"), read(f"captures/{capture.name}/after.prom"), model
+    )
     sent = len(bench["requests"])
     assert delta["requests_finished"] == sent
     assert delta["ttft"]["requests"] == sent and delta["queue_time"]["requests"] == sent
