@@ -53,7 +53,7 @@ def test_sweep_writes_everything_and_the_numbers_hold_together(
     assert "out tok/s" in captured.out
 
     doc = json.loads((out / "bench.json").read_text())
-    assert doc["schema_version"] == "1.0"
+    assert doc["schema_version"] == "1.1"
     assert doc["command_line"][-1] == str(out)
     assert live_server.api_key not in (out / "bench.json").read_text()
     assert doc["server"]["model"] == live_server.model
