@@ -189,6 +189,9 @@ def test_fim_workload_on_completions(live_server, tmp_path: Path) -> None:
             "e2el:60000",
             "--save-prompts",
             str(prompts),
+            "--fim-stop",
+            "\n\n",
+            "<|endoftext|>",
             "--no-progress",
             "--record-streams",
             "--output",
@@ -207,6 +210,7 @@ def test_fim_workload_on_completions(live_server, tmp_path: Path) -> None:
         prompt = s["body"]["prompt"]
         assert prompt.startswith("<|fim_prefix|>") and prompt.endswith("<|fim_middle|>")
         assert "<|fim_suffix|>" in prompt and s["body"]["max_tokens"] == 8 and "ignore_eos" not in s["body"]
+        assert s["body"]["stop"] == ["\n\n", "<|endoftext|>"]  # accepted: every request succeeded
     for level in doc["levels"]:
         s = level["summary"]
         assert (s["completed"], s["errors"]) == (3, 0)

@@ -204,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     fim.add_argument(
         "--fim-middle", default=defaults.middle, help=f"middle marker (default {defaults.middle})"
     )
+    fim.add_argument(
+        "--fim-stop",
+        nargs="+",
+        metavar="TEXT",
+        help="stop strings sent with every request, as an editor sends them (the catalog's fim.stop)",
+    )
 
     embed = parser.add_argument_group("embeddings workload")
     embed.add_argument(
@@ -591,12 +597,15 @@ def run(args: argparse.Namespace) -> int:
     if args.warmup < 0:
         raise WorkloadError(f"--warmup must be >= 0, got {args.warmup}")
     warmup_prompts, level_prompts = _prompts(args, tokenizer, levels)
+    extra_body = args.extra_body
+    if args.fim_stop:
+        extra_body = {"stop": list(args.fim_stop)} | (extra_body or {})
     sending = Sending(
         endpoint,
         max_tokens=args.output_len or 0,
         ignore_eos=ignore_eos,
         temperature=args.temperature,
-        extra_body=args.extra_body,
+        extra_body=extra_body,
         record_raw=args.record_streams,
         encoding_format=args.encoding_format or "float",
     )
@@ -685,7 +694,12 @@ def run(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "tokenizer": None if tokenizer is None else str(tokenizer.directory),
             "prompt_format": _prompt_format(args),
-            "fim_tokens": {"prefix": args.fim_prefix, "suffix": args.fim_suffix, "middle": args.fim_middle}
+            "fim_tokens": {
+                "prefix": args.fim_prefix,
+                "suffix": args.fim_suffix,
+                "middle": args.fim_middle,
+                "stop": args.fim_stop,
+            }
             if args.workload == "fim"
             else None,
             "batch_size": args.batch_size,
@@ -755,8 +769,9 @@ NOT_FOR = {
         "fim_prefix",
         "fim_suffix",
         "fim_middle",
+        "fim_stop",
     ),
-    "generate": ("batch_size", "encoding_format", "fim_prefix", "fim_suffix", "fim_middle"),
+    "generate": ("batch_size", "encoding_format", "fim_prefix", "fim_suffix", "fim_middle", "fim_stop"),
 }
 
 
