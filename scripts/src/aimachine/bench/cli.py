@@ -777,11 +777,10 @@ NOT_FOR = {
 
 def settle_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Reject options the chosen workload does not use, then fill in its defaults."""
-    defaults = {action.dest: action.default for action in parser._actions}
     misplaced = [
         "--" + name.replace("_", "-")
         for name in NOT_FOR[args.workload]
-        if getattr(args, name) != defaults.get(name)
+        if getattr(args, name) != parser.get_default(name)
     ]
     if args.workload == "embeddings" and args.ignore_eos != "auto":
         misplaced.append("--ignore-eos")
