@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -24,6 +27,8 @@ REAL_CONFIG = {
     "qwen3-8b-awq": "qwen3-8b.config.json",
     "qwen3-8b-fp8": "qwen3-8b.config.json",
     "qwen2.5-14b-instruct-awq": "qwen2.5-14b-instruct.config.json",
+    "qwen2.5-coder-1.5b": "qwen2.5-1.5b-instruct.transformers5.config.json",
+    "qwen3-embedding-0.6b": "qwen3-embedding-0.6b.config.json",
 }
 SHAPE_FROM_CONFIG = {
     "layers": "num_hidden_layers",
@@ -33,15 +38,20 @@ SHAPE_FROM_CONFIG = {
     "intermediate_size": "intermediate_size",
     "vocab_size": "vocab_size",
     "max_position_embeddings": "max_position_embeddings",
+    "tie_word_embeddings": "tie_word_embeddings",
 }
+ROLES = {"chat", "autocomplete", "embed", "rerank"}
 
 
-def weights_bytes(shape: dict, scheme: str) -> int:
-    """Safetensors size from the shape: AWQ 4-bit group 128 (qweight, qzeros, fp16 scales) or FP8
-    with a float32 scale per 128x128 block; embeddings, untied head and norms in 16 bit."""
+def weights_bytes(shape: dict, scheme: str | None) -> int:
+    """Safetensors size from the shape: AWQ 4-bit group 128 (qweight, qzeros, fp16 scales), FP8
+    with a float32 scale per 128x128 block, or None (16-bit weights); embeddings, the output head
+    (unless tied to the embeddings) and norms in 16 bit."""
 
     def linear(n_in: int, n_out: int, bias: bool) -> int:
-        if scheme == "awq":
+        if scheme is None:
+            size = n_in * n_out * 2
+        elif scheme == "awq":
             size = n_in * n_out // 2 + (n_in // 128) * (n_out // 8) * 4 + (n_in // 128) * n_out * 2
         else:
             size = n_in * n_out + math.ceil(n_in / 128) * math.ceil(n_out / 128) * 4
@@ -59,7 +69,8 @@ def weights_bytes(shape: dict, scheme: str) -> int:
         + 2 * h * 2
         + (0 if qwen2 else 2 * hd * 2)
     )
-    return 2 * v * h * 2 + h * 2 + shape["layers"] * layer
+    embeddings = (1 if shape["tie_word_embeddings"] else 2) * v * h * 2
+    return embeddings + h * 2 + shape["layers"] * layer
 
 
 def props(entry: dict) -> dict:
@@ -70,14 +81,27 @@ def props(entry: dict) -> dict:
     )
 
 
-def test_one_default_and_it_is_the_origin_model():
-    defaults = [name for name, entry in CATALOG.items() if entry["default"]]
-    assert defaults == ["qwen2.5-7b-instruct-awq"]
+def test_the_roles_default_is_the_origin_chat_model():
+    """The default lives in the role's defaults (and group_vars), not in the catalog."""
+    defaults = yaml.safe_load((REPO / "roles/vm-llm-aimachine/defaults/main.yml").read_text())
+    group_vars = yaml.safe_load((REPO / "group_vars/all.yml").read_text())
+    assert (
+        defaults["vm_llm_aimachine_model"]
+        == group_vars["vm_llm_aimachine_model"]
+        == "qwen2.5-7b-instruct-awq"
+    )
     assert CATALOG["qwen2.5-7b-instruct-awq"]["repo_id"] == "Qwen/Qwen2.5-7B-Instruct-AWQ"
+    assert CATALOG["qwen2.5-7b-instruct-awq"]["role"] == "chat"
+    assert not [name for name, entry in CATALOG.items() if "default" in entry]
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_every_entry_has_a_role(name):
+    assert CATALOG[name]["role"] in ROLES
 
 
 def test_the_origin_documents_upgrade_paths_are_there():
-    assert {e["repo_id"] for e in CATALOG.values()} == {
+    assert {e["repo_id"] for e in CATALOG.values() if e["role"] == "chat"} == {
         "Qwen/Qwen2.5-7B-Instruct-AWQ",
         "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ",
         "Qwen/Qwen3-8B-AWQ",
@@ -118,6 +142,18 @@ def test_weight_formula_reproduces_the_published_file_sizes():
     assert weights_bytes(CATALOG["qwen2.5-14b-instruct-awq"]["shape"], "awq") / 1e9 == pytest.approx(
         9.98, abs=0.01
     )
+
+
+def test_weight_formula_reproduces_the_16bit_sizes():
+    """Qwen3-Embedding-0.6B's model.safetensors is 1,191,586,416 bytes: tensors plus a 33 KB header.
+    Qwen2.5-Coder-1.5B's card gives 1.54B parameters, 1.31B of them outside the embeddings."""
+    embed = weights_bytes(CATALOG["qwen3-embedding-0.6b"]["shape"], None)
+    assert embed == 595_776_512 * 2
+    assert 0 < 1_191_586_416 - embed < 64 * 1024
+    coder = CATALOG["qwen2.5-coder-1.5b"]["shape"]
+    params = weights_bytes(coder, None) // 2
+    assert round(params / 1e9, 2) == 1.54
+    assert round((params - coder["vocab_size"] * coder["hidden_size"]) / 1e9, 2) == 1.31
 
 
 @pytest.mark.parametrize("name", sorted(CATALOG))
@@ -206,3 +242,78 @@ def test_coder_and_qwen3_scores_are_the_report_tables():
     assert CATALOG["qwen3-8b-fp8"]["scores"] == CATALOG["qwen3-8b-awq"]["scores"]
     for name in ("qwen3-8b-awq", "qwen3-8b-fp8"):
         assert "could not be read" in CATALOG[name]["scores_note"]
+
+
+def test_the_embedding_config_copy_is_the_published_file():
+    """Byte for byte: 727 bytes with the SHA-256 two public audits of revision 97b0c614 record."""
+    raw = (DATA / "qwen3-embedding-0.6b.config.json").read_bytes()
+    assert len(raw) == 727
+    assert (
+        hashlib.sha256(raw).hexdigest() == "b5bf1f51fc45be473a54718cef92448d90a1be001bf9b9a44b8c7f10a19feaa9"
+    )
+
+
+def test_autocomplete_entry_has_the_qwen_fim_tokens():
+    entry = CATALOG["qwen2.5-coder-1.5b"]
+    assert entry["repo_id"] == "Qwen/Qwen2.5-Coder-1.5B"  # the base model: FIM-trained, not chat-tuned
+    fim = entry["fim"]
+    # Qwen2.5-Coder's README (QwenLM/Qwen2.5-Coder): <|fim_prefix|> 151659, <|fim_middle|> 151660,
+    # <|fim_suffix|> 151661; prompt = prefix + code before + suffix + code after + middle.
+    assert (fim["prefix"], fim["suffix"], fim["middle"]) == (
+        "<|fim_prefix|>",
+        "<|fim_suffix|>",
+        "<|fim_middle|>",
+    )
+    assert {"<|endoftext|>", "<|fim_pad|>", "<|file_sep|>"} <= set(fim["stop"])
+    assert entry["tool_call_parser"] is None and entry["reasoning_parser"] is None
+    assert "embedding" not in entry
+
+
+def test_embedding_entry_pools_the_last_token_into_the_hidden_size():
+    entry = CATALOG["qwen3-embedding-0.6b"]
+    emb = entry["embedding"]
+    assert emb["dim"] == entry["shape"]["hidden_size"] == 1024
+    assert (emb["pooling"], emb["normalize"]) == ("last", True)
+    assert emb["dims_supported"] == [32, 1024]
+    assert emb["query_prompt"] == "Instruct: {task}\nQuery:{query}"
+    assert emb["vllm_args"]["runner"] == "pooling"
+    assert "fim" not in entry
+
+
+def _vllm_source(relative: str) -> Path | None:
+    python = os.environ.get("AIMACHINE_VLLM_PYTHON", "/var/tmp/aimachine-vllm-0.33.0/bin/python")
+    found = sorted(Path(python).parent.parent.glob(f"lib/python3*/site-packages/vllm/{relative}"))
+    return found[0] if found else None
+
+
+def _literal_values(tree: ast.Module, name: str) -> set[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return {
+                c.value
+                for c in ast.walk(node.value)
+                if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            }
+    raise AssertionError(f"{name} not found")
+
+
+@pytest.mark.skipif(_vllm_source("config/pooler.py") is None, reason="the pinned vLLM's source is not here")
+def test_embedding_vllm_args_exist_in_the_pinned_vllm():
+    """Read, not imported (importing vLLM takes 40 s): the runner value and the PoolerConfig fields.
+    vLLM 0.33.0 removed PoolerConfig.normalize; a key it does not know fails `vllm serve`."""
+    args = CATALOG["qwen3-embedding-0.6b"]["embedding"]["vllm_args"]
+    pooler = ast.parse(_vllm_source("config/pooler.py").read_text())
+    fields = {
+        n.target.id
+        for c in ast.walk(pooler)
+        if isinstance(c, ast.ClassDef) and c.name == "PoolerConfig"
+        for n in c.body
+        if isinstance(n, ast.AnnAssign)
+    }
+    assert set(args["pooler_config"]) <= fields, set(args["pooler_config"]) - fields
+    assert "normalize" not in fields
+    assert args["pooler_config"]["seq_pooling_type"] in _literal_values(pooler, "SequencePoolingType")
+    # ModelConfig.runner is Literal["auto", RunnerType]; RunnerType lives beside the scheduler.
+    assert args["runner"] in _literal_values(
+        ast.parse(_vllm_source("config/scheduler.py").read_text()), "RunnerType"
+    )
