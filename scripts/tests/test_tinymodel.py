@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from aimachine.tinymodel import generate, main
+from aimachine.tinymodel import FIM_TOKENS, generate, main
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
@@ -43,15 +43,93 @@ def test_writes_the_files_of_a_qwen2_checkpoint(model_dir):
     assert config["tie_word_embeddings"] is False
 
 
-def test_same_seed_gives_identical_bytes_across_processes(model_dir, tmp_path):
+def file_tree(model_dir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(model_dir)): p.read_bytes() for p in sorted(model_dir.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("role", ["chat", "autocomplete", "embed"])
+def test_same_seed_gives_identical_bytes_across_processes(tmp_path, role):
     # A separate interpreter: hash seeds and thread pools differ, the bytes must not.
+    here = generate(tmp_path / "here", seed=0, role=role)
     other = tmp_path / "again"
     subprocess.run(
-        [sys.executable, "-m", "aimachine.tinymodel", str(other), "--seed", "0"],
+        [sys.executable, "-m", "aimachine.tinymodel", str(other), "--seed", "0", "--role", role],
         check=True,
         capture_output=True,
     )
-    assert file_bytes(other) == file_bytes(model_dir)
+    assert file_tree(other) == file_tree(here)
+
+
+def test_each_role_writes_its_own_model(model_dir, tmp_path):
+    auto = generate(tmp_path / "auto", role="autocomplete")
+    embed = generate(tmp_path / "embed", role="embed")
+    assert {p.name for p in auto.iterdir()} == MODEL_FILES | {"model.safetensors"}
+    assert set(file_tree(embed)) == MODEL_FILES | {
+        "model.safetensors",
+        "modules.json",
+        "1_Pooling/config.json",
+        "config_sentence_transformers.json",
+    }
+    # The chat model is the same bytes whatever the other roles do.
+    assert file_tree(generate(tmp_path / "chat", role="chat")) == file_tree(model_dir)
+
+
+def test_autocomplete_tokenizer_has_qwen_coder_fim_tokens(tmp_path):
+    auto = generate(tmp_path / "auto", role="autocomplete")
+    tokenizer = Tokenizer.from_file(str(auto / "tokenizer.json"))
+    config = json.loads((auto / "config.json").read_text())
+    tok_config = json.loads((auto / "tokenizer_config.json").read_text())
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    assert config["vocab_size"] == size
+    # After <|endoftext|>, <|im_start|>, <|im_end|>, in Qwen2.5-Coder's order (151659-151664 there).
+    assert [tokenizer.token_to_id(t) for t in FIM_TOKENS] == list(range(size - 6, size))
+    prompt = "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n<|fim_middle|>"
+    ids = tokenizer.encode(prompt).ids
+    assert ids[0] == tokenizer.token_to_id("<|fim_prefix|>") and ids[-1] == tokenizer.token_to_id(
+        "<|fim_middle|>"
+    )
+    assert tokenizer.decode(ids, skip_special_tokens=False) == prompt
+    # A base model: text ends with <|endoftext|>, which is also what never comes out.
+    assert tok_config["eos_token"] == "<|endoftext|>" and config["eos_token_id"] == tokenizer.token_to_id(
+        "<|endoftext|>"
+    )
+    weights = load_weights(auto)
+    fim_rows = weights["lm_head.weight"][[tokenizer.token_to_id(t) for t in FIM_TOKENS]]
+    assert (fim_rows[:, 1:] == 0).all() and (fim_rows[:, 0] < 0).all()
+
+
+def test_embedding_model_is_laid_out_like_qwen3_embedding(tmp_path):
+    embed = generate(tmp_path / "embed", role="embed")
+    config = json.loads((embed / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and config["model_type"] == "qwen3"
+    assert config["tie_word_embeddings"] is True
+    weights = load_weights(embed)
+    # Saved as Qwen3Model: no "model." prefix and no head (tied), as Qwen3-Embedding-0.6B's file.
+    assert "embed_tokens.weight" in weights and "norm.weight" in weights
+    assert not [n for n in weights if n.startswith("model.") or n.startswith("lm_head")]
+    assert weights["layers.0.self_attn.q_norm.weight"].shape == (config["head_dim"],)
+    tokenizer = Tokenizer.from_file(str(embed / "tokenizer.json"))
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    assert tokenizer.encode("def add(a, b):").ids[-1] == eos
+    assert tokenizer.encode("def add(a, b):", add_special_tokens=False).ids[-1] != eos
+    pooling = json.loads((embed / "1_Pooling/config.json").read_text())
+    assert (
+        pooling["pooling_mode_lasttoken"] is True
+        and pooling["word_embedding_dimension"] == config["hidden_size"]
+    )
+    modules = json.loads((embed / "modules.json").read_text())
+    assert modules[-1]["type"] == "sentence_transformers.models.Normalize"
+
+
+def test_unknown_role_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "m"), "--role", "rerank"])
+    assert "invalid choice: 'rerank'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="role must be one of chat, autocomplete, embed"):
+        generate(tmp_path / "m", role="rerank")
+    assert not (tmp_path / "m").exists()
 
 
 def test_other_seed_changes_weights_not_tokenizer(model_dir, tmp_path):
@@ -151,7 +229,7 @@ def test_refuses_non_empty_directory_without_force(tmp_path, capsys):
 
 def test_force_replaces_an_earlier_layout(tmp_path, capsys):
     target = tmp_path / "m"
-    generate(target, shards=3)
+    generate(target, shards=3, role="embed")
     assert main([str(target), "--force"]) == 0
     names = {p.name for p in target.iterdir()}
     assert names == MODEL_FILES | {"model.safetensors"}

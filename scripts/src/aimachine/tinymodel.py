@@ -1,10 +1,19 @@
-"""Generate a tiny random-weight Qwen2 model directory for tests and CPU demos.
+"""Generate tiny random-weight model directories for tests and CPU demos, one per served role.
 
-The directory has the same files and layout as a real Qwen2.5 checkpoint (config.json,
+- ``chat``: a Qwen2 model laid out like Qwen2.5-7B-Instruct (ChatML template, untied head).
+- ``autocomplete``: the same Qwen2 model whose tokenizer also has Qwen2.5-Coder's fill-in-the-
+  middle tokens (``<|fim_prefix|>``, ``<|fim_suffix|>``, ``<|fim_middle|>``, ...), so a FIM prompt
+  on ``/v1/completions`` tokenizes as the real model's does.
+- ``embed``: a Qwen3 model laid out like Qwen3-Embedding-0.6B (tied embeddings, weights without
+  the ``model.`` prefix, a tokenizer that appends ``<|endoftext|>``, the Sentence Transformers
+  files that say "pool the last token, normalize"), for the embeddings server and vLLM's pooling
+  runner.
+
+The directories have the same files and layout as real checkpoints (config.json,
 generation_config.json, model.safetensors or shards plus index, tokenizer.json,
-tokenizer_config.json), so the model role, `transformers serve` and the benchmark clients can be
-exercised without the Hugging Face Hub. It needs only numpy, safetensors and tokenizers, so it
-also runs on a controller without torch. Same seed, same bytes: an Ansible copy stays idempotent.
+tokenizer_config.json), so the model role, the engines and the benchmark clients can be exercised
+without the Hugging Face Hub. It needs only numpy, safetensors and tokenizers, so it also runs on
+a controller without torch. Same seed and role, same bytes: an Ansible copy stays idempotent.
 """
 
 from __future__ import annotations
@@ -19,13 +28,32 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 # Qwen2's special tokens; Qwen2.5 places them after the learned vocabulary, so do we.
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
+# Qwen2.5-Coder's code tokens, in the order of their ids (151659-151664 there).
+FIM_PREFIX = "<|fim_prefix|>"
+FIM_MIDDLE = "<|fim_middle|>"
+FIM_SUFFIX = "<|fim_suffix|>"
+FIM_PAD = "<|fim_pad|>"
+REPO_NAME = "<|repo_name|>"
+FILE_SEP = "<|file_sep|>"
+FIM_TOKENS = (FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, REPO_NAME, FILE_SEP)
+ROLES = ("chat", "autocomplete", "embed")
 
 # Cap on learned BPE tokens (256 bytes + merges); the specials come on top. The corpus runs out of
 # merges first, at 1,213 (every corpus word is then one token): vocab 1,216 in all.
@@ -76,6 +104,9 @@ class Shape:
 
 
 SHAPE = Shape()
+# The embedding model: Qwen3's structure (q/k norms, no attention bias) at the chat model's size,
+# with a shorter context than the chat model so a front door can tell their limits apart.
+EMBED_SHAPE = Shape(max_positions=2048)
 
 # Written by hand for this module: a little Python and a little English, so that the BPE splits
 # code and prose into plausible pieces.
@@ -212,8 +243,16 @@ service user can read, and never put it on the command line.
 '''
 
 
-def train_tokenizer() -> Tokenizer:
-    """Train a byte-level BPE on CORPUS, set up like Qwen2's tokenizer.json."""
+def _special_tokens(role: str) -> tuple[str, ...]:
+    return SPECIAL_TOKENS + FIM_TOKENS if role == "autocomplete" else SPECIAL_TOKENS
+
+
+def train_tokenizer(role: str = "chat") -> Tokenizer:
+    """Train a byte-level BPE on CORPUS, set up like Qwen2's tokenizer.json.
+
+    The embed role's tokenizer appends <|endoftext|> to every input, as Qwen3-Embedding's does
+    (revision 97b0c614): that is the token whose hidden state the model was trained to pool.
+    """
     tokenizer = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -230,12 +269,25 @@ def train_tokenizer() -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(CORPUS.splitlines(keepends=True), trainer=trainer)
-    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    tokenizer.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in _special_tokens(role)]
+    )
+    if role == "embed":
+        eos = (ENDOFTEXT, tokenizer.token_to_id(ENDOFTEXT))
+        tokenizer.post_processor = processors.Sequence(
+            [
+                processors.ByteLevel(trim_offsets=False),
+                processors.TemplateProcessing(
+                    single=f"$A {ENDOFTEXT}", pair=f"$A $B {ENDOFTEXT}", special_tokens=[eos]
+                ),
+            ]
+        )
     return tokenizer
 
 
-def tokenizer_config(tokenizer: Tokenizer) -> dict[str, object]:
-    """The tokenizer_config.json a Qwen2.5 instruct checkpoint has, cut to what applies."""
+def tokenizer_config(tokenizer: Tokenizer, role: str = "chat") -> dict[str, object]:
+    """The tokenizer_config.json of the real checkpoint of the role, cut to what applies."""
+    specials = _special_tokens(role)
     added = {
         str(tokenizer.token_to_id(token)): {
             "content": token,
@@ -245,13 +297,13 @@ def tokenizer_config(tokenizer: Tokenizer) -> dict[str, object]:
             "single_word": False,
             "special": True,
         }
-        for token in SPECIAL_TOKENS
+        for token in specials
     }
-    return {
+    config: dict[str, object] = {
         "add_bos_token": False,
         "add_prefix_space": False,
         "added_tokens_decoder": added,
-        "additional_special_tokens": [IM_START, IM_END],
+        "additional_special_tokens": [t for t in specials if t != ENDOFTEXT],
         "bos_token": None,
         "chat_template": CHAT_TEMPLATE,
         "clean_up_tokenization_spaces": False,
@@ -263,16 +315,27 @@ def tokenizer_config(tokenizer: Tokenizer) -> dict[str, object]:
         "tokenizer_class": "Qwen2Tokenizer",
         "unk_token": None,
     }
+    if role == "autocomplete":
+        # A base model: text ends with <|endoftext|>, as Qwen2.5-Coder-1.5B's does.
+        config["eos_token"] = ENDOFTEXT
+    elif role == "embed":
+        del config["chat_template"]
+        config["eos_token"] = ENDOFTEXT
+        config["model_max_length"] = EMBED_SHAPE.max_positions
+    return config
 
 
-def model_config(vocab_size: int, tokenizer: Tokenizer) -> dict[str, object]:
-    """config.json with the keys and spelling of Qwen2.5-7B-Instruct's."""
+def model_config(vocab_size: int, tokenizer: Tokenizer, role: str = "chat") -> dict[str, object]:
+    """config.json with the keys and spelling of Qwen2.5-7B-Instruct's (chat), Qwen2.5-Coder's
+    (autocomplete: <|endoftext|> ends a text) or Qwen3-Embedding-0.6B's (embed)."""
+    if role == "embed":
+        return embed_model_config(vocab_size, tokenizer)
     s = SHAPE
     return {
         "architectures": ["Qwen2ForCausalLM"],
         "attention_dropout": 0.0,
         "bos_token_id": tokenizer.token_to_id(ENDOFTEXT),
-        "eos_token_id": tokenizer.token_to_id(IM_END),
+        "eos_token_id": tokenizer.token_to_id(ENDOFTEXT if role == "autocomplete" else IM_END),
         "head_dim": s.head_dim,
         "hidden_act": "silu",
         "hidden_size": s.hidden,
@@ -288,6 +351,8 @@ def model_config(vocab_size: int, tokenizer: Tokenizer) -> dict[str, object]:
         "rope_scaling": None,
         "rope_theta": s.rope_theta,
         "sliding_window": None,
+        # Untied (Qwen2.5-Coder-1.5B ties them): the head rows of the special tokens are set apart
+        # from their embeddings so that they never come out (random_weights).
         "tie_word_embeddings": False,
         # float32: numpy writes it natively, and CPU matmuls in bf16 are slower in torch.
         "torch_dtype": "float32",
@@ -297,8 +362,45 @@ def model_config(vocab_size: int, tokenizer: Tokenizer) -> dict[str, object]:
     }
 
 
-def generation_config(tokenizer: Tokenizer) -> dict[str, object]:
-    """Qwen2.5-Instruct's sampling defaults, with both stop tokens."""
+def embed_model_config(vocab_size: int, tokenizer: Tokenizer) -> dict[str, object]:
+    """Qwen3-Embedding-0.6B's config.json keys, at the tiny shape."""
+    s = EMBED_SHAPE
+    eos = tokenizer.token_to_id(ENDOFTEXT)
+    return {
+        "architectures": ["Qwen3ForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+        "head_dim": s.head_dim,
+        "hidden_act": "silu",
+        "hidden_size": s.hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": s.intermediate,
+        "max_position_embeddings": s.max_positions,
+        "max_window_layers": s.layers,
+        "model_type": "qwen3",
+        "num_attention_heads": s.heads,
+        "num_hidden_layers": s.layers,
+        "num_key_value_heads": s.kv_heads,
+        "rms_norm_eps": s.rms_norm_eps,
+        "rope_scaling": None,
+        "rope_theta": s.rope_theta,
+        "sliding_window": None,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "use_sliding_window": False,
+        "vocab_size": vocab_size,
+    }
+
+
+def generation_config(tokenizer: Tokenizer, role: str = "chat") -> dict[str, object]:
+    """Qwen2.5-Instruct's sampling defaults with both stop tokens (chat); a base model's greedy
+    defaults ending at <|endoftext|> (autocomplete, embed)."""
+    if role != "chat":
+        eos = tokenizer.token_to_id(ENDOFTEXT)
+        return {"bos_token_id": eos, "do_sample": False, "eos_token_id": eos, "max_new_tokens": 2048}
     return {
         "bos_token_id": tokenizer.token_to_id(ENDOFTEXT),
         "do_sample": True,
@@ -356,6 +458,81 @@ def random_weights(vocab_size: int, seed: int, silent_ids: list[int]) -> dict[st
     return tensors
 
 
+def embedding_weights(vocab_size: int, seed: int) -> dict[str, np.ndarray]:
+    """Qwen3Model tensors by Qwen3-Embedding-0.6B's checkpoint names (no ``model.`` prefix, no
+    head: the embeddings are tied), in a fixed order.
+
+    Random attention would make every text's last hidden state about the same vector (the
+    <|endoftext|> embedding), so the attention is set to average instead: queries are zero, hence
+    every past token gets the same weight, and values and output copy the first half of the
+    normalized residual. The pooled vector is then mostly the mean of the text's token embeddings:
+    texts that share tokens get close vectors, which a retrieval check can see.
+    """
+    s = EMBED_SHAPE
+    rng = np.random.Generator(np.random.PCG64(seed))
+
+    def normal(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    kv_dim = s.kv_heads * s.head_dim
+    group = s.heads // s.kv_heads
+    value = np.eye(kv_dim, s.hidden, dtype=np.float32)
+    output = np.zeros((s.hidden, s.heads * s.head_dim), dtype=np.float32)
+    for kv in range(s.kv_heads):
+        # The first query head of each group writes its KV head's slice back in place.
+        head = kv * group
+        span = slice(kv * s.head_dim, (kv + 1) * s.head_dim)
+        output[span, head * s.head_dim : (head + 1) * s.head_dim] = np.eye(s.head_dim, dtype=np.float32)
+
+    tensors: dict[str, np.ndarray] = {"embed_tokens.weight": normal(vocab_size, s.hidden)}
+    for i in range(s.layers):
+        p = f"layers.{i}"
+        tensors[f"{p}.input_layernorm.weight"] = np.ones(s.hidden, dtype=np.float32)
+        tensors[f"{p}.self_attn.q_proj.weight"] = np.zeros((s.heads * s.head_dim, s.hidden), dtype=np.float32)
+        tensors[f"{p}.self_attn.k_proj.weight"] = normal(kv_dim, s.hidden)
+        tensors[f"{p}.self_attn.v_proj.weight"] = value.copy()
+        tensors[f"{p}.self_attn.o_proj.weight"] = output.copy()
+        tensors[f"{p}.self_attn.q_norm.weight"] = np.ones(s.head_dim, dtype=np.float32)
+        tensors[f"{p}.self_attn.k_norm.weight"] = np.ones(s.head_dim, dtype=np.float32)
+        tensors[f"{p}.post_attention_layernorm.weight"] = np.ones(s.hidden, dtype=np.float32)
+        tensors[f"{p}.mlp.gate_proj.weight"] = normal(s.intermediate, s.hidden)
+        tensors[f"{p}.mlp.up_proj.weight"] = normal(s.intermediate, s.hidden)
+        tensors[f"{p}.mlp.down_proj.weight"] = normal(s.hidden, s.intermediate)
+    tensors["norm.weight"] = np.ones(s.hidden, dtype=np.float32)
+    return tensors
+
+
+def sentence_transformers_files(hidden: int) -> dict[str, object]:
+    """What Qwen3-Embedding-0.6B's revision 97b0c614 adds for Sentence Transformers: the module
+    list, last-token pooling with normalization, and the query/document prompts. vLLM reads the
+    pooling from these files."""
+    return {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+        "1_Pooling/config.json": {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": False,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": True,
+            "include_prompt": True,
+        },
+        "config_sentence_transformers.json": {
+            "prompts": {
+                "query": "Instruct: Given a code search query, retrieve code that answers it\nQuery:",
+                "document": "",
+            },
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    }
+
+
 def split_shards(tensors: dict[str, np.ndarray], shards: int) -> list[list[str]]:
     """Cut the ordered tensor list into `shards` contiguous, non-empty runs of similar byte size."""
     names = list(tensors)
@@ -378,13 +555,21 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def generate(outdir: Path | str, seed: int = 0, shards: int = 1, force: bool = False) -> Path:
-    """Write the tiny model into `outdir` and return that path.
+# Files a role writes besides the weights, removed by --force when another role wrote them.
+_ROLE_FILES = ("modules.json", "config_sentence_transformers.json", "1_Pooling/config.json")
+
+
+def generate(
+    outdir: Path | str, seed: int = 0, shards: int = 1, force: bool = False, role: str = "chat"
+) -> Path:
+    """Write the tiny model of `role` into `outdir` and return that path.
 
     Refuses a non-empty `outdir` unless `force`; with `force` the model files are overwritten and
-    any earlier shards or index of a different layout are removed.
+    any earlier shards, index or other role's files are removed.
     """
     out = Path(outdir)
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if out.exists() and not out.is_dir():
@@ -392,15 +577,22 @@ def generate(outdir: Path | str, seed: int = 0, shards: int = 1, force: bool = F
     if out.is_dir() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} is not empty; pass --force (force=True) to overwrite its model files")
 
-    tokenizer = train_tokenizer()
+    tokenizer = train_tokenizer(role)
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
-    silent = [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS]
-    tensors = random_weights(vocab_size, seed, silent)
+    if role == "embed":
+        tensors = embedding_weights(vocab_size, seed)
+    else:
+        silent = [tokenizer.token_to_id(t) for t in _special_tokens(role)]
+        tensors = random_weights(vocab_size, seed, silent)
     groups = split_shards(tensors, shards)
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("model*.safetensors"), out / "model.safetensors.index.json"]:
         stale.unlink(missing_ok=True)
+    for name in _ROLE_FILES:
+        (out / name).unlink(missing_ok=True)
+    if (out / "1_Pooling").is_dir() and not any((out / "1_Pooling").iterdir()):
+        (out / "1_Pooling").rmdir()
 
     metadata = {"format": "pt"}
     if shards == 1:
@@ -417,9 +609,13 @@ def generate(outdir: Path | str, seed: int = 0, shards: int = 1, force: bool = F
             {"metadata": {"total_size": total_size}, "weight_map": weight_map},
         )
 
-    _write_json(out / "config.json", model_config(vocab_size, tokenizer))
-    _write_json(out / "generation_config.json", generation_config(tokenizer))
-    _write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer))
+    _write_json(out / "config.json", model_config(vocab_size, tokenizer, role))
+    _write_json(out / "generation_config.json", generation_config(tokenizer, role))
+    _write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, role))
+    if role == "embed":
+        for name, data in sentence_transformers_files(EMBED_SHAPE.hidden).items():
+            (out / name).parent.mkdir(exist_ok=True)
+            _write_json(out / name, data)
     # Tokenizer.save writes pretty JSON with the vocabulary ordered by id: stable bytes.
     tokenizer.save(str(out / "tokenizer.json"), pretty=True)
     return out
@@ -438,24 +634,31 @@ def parameter_count(model_dir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="aimachine-tiny-model",
-        description="Write a tiny random-weight Qwen2 model (weights + tokenizer) for tests and CPU demos.",
+        description="Write a tiny random-weight model of one served role (weights, tokenizer) for tests.",
     )
     parser.add_argument("outdir", type=Path, help="directory to create (must be empty unless --force)")
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        default="chat",
+        help="chat (Qwen2, ChatML), autocomplete (Qwen2 with FIM tokens) or embed (Qwen3 embedding model)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="weight seed; same seed gives identical files")
     parser.add_argument("--shards", type=int, default=1, help="safetensors shards (>1 adds an index)")
     parser.add_argument("--force", action="store_true", help="overwrite model files in a non-empty directory")
     args = parser.parse_args(argv)
     try:
-        out = generate(args.outdir, seed=args.seed, shards=args.shards, force=args.force)
+        out = generate(args.outdir, seed=args.seed, shards=args.shards, force=args.force, role=args.role)
     except (FileExistsError, ValueError) as error:
         parser.exit(2, f"aimachine-tiny-model: error: {error}\n")
 
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     params = parameter_count(out)
-    for path in sorted(out.iterdir()):
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
         print(f"{path.stat().st_size:>10,d}  {path}")
+    family = config["architectures"][0].removesuffix("ForCausalLM")
     print(
-        f"Qwen2 tiny model: {params:,d} parameters, vocab {config['vocab_size']}, "
+        f"{family} tiny {args.role} model: {params:,d} parameters, vocab {config['vocab_size']}, "
         f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']}, dtype {config['torch_dtype']}"
     )
     return 0
