@@ -446,3 +446,27 @@ def test_recorded_streams_show_the_documented_shape(name):
         assert last["choices"][0]["text"] == ""
     # Fewer text events than tokens: partial UTF-8 is held back and sent with the next token.
     assert all(texts) and len(texts) < 24
+
+
+@pytest.mark.e2e
+def test_fim_prompt_runs_on_transformers_serve_completions(serve_tiny_model, tmp_path):
+    """The autocomplete model on /v1/completions: the FIM markers are single special tokens in the
+    prompt the engine counts, and the fill runs to max_tokens without any special token in it."""
+    auto = generate(tmp_path / "tiny-autocomplete", role="autocomplete")
+    tokenizer = Tokenizer.from_file(str(auto / "tokenizer.json"))
+    prompt = "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n\nprint(add(1, 2))<|fim_middle|>"
+    with serve_tiny_model(auto, tmp_path) as server:
+        body = {"model": server.model, "prompt": prompt, "max_tokens": 8, "temperature": 0}
+        response = httpx.post(f"{server.base_url}/v1/completions", json=body, timeout=120)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["usage"]["prompt_tokens"] == len(tokenizer.encode(prompt).ids) == 25
+        assert answer["usage"]["completion_tokens"] == 8
+        assert answer["choices"][0]["finish_reason"] == "length"
+        fill = answer["choices"][0]["text"]
+        assert fill and not [t for t in FIM_TOKENS if t in fill]
+        with httpx.stream(
+            "POST", f"{server.base_url}/v1/completions", json={**body, "stream": True}, timeout=120
+        ) as stream:
+            chunks = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: {")]
+        assert "".join(c["choices"][0]["text"] for c in chunks) == fill  # greedy: the same fill
