@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install and start what `make demo` and `make test` need on a fresh Debian 12 controller:
 # docker (molecule's containers), debootstrap (their images), and for the tests the libvirt
-# pieces (lab VM role) and the headers libvirt-python builds against. Idempotent: installs only
-# what is missing and starts dockerd only when it is not answering.
+# pieces (lab VM role), the headers libvirt-python builds against, and nginx with njs (the front
+# door's routing test runs its templates in a private nginx). Idempotent: installs only what is
+# missing and starts dockerd only when it is not answering.
 # Usage: scripts/bootstrap-host.sh [demo|test]
 set -euo pipefail
 purpose=${1:-test}
@@ -11,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(docker.io debootstrap)
 if [ "$purpose" = test ]; then
   packages+=(libvirt-daemon libvirt-clients libxml2-utils qemu-utils genisoimage cloud-init
-             libvirt-dev pkg-config gcc)
+             libvirt-dev pkg-config gcc nginx libnginx-mod-http-js)
 fi
 
 missing=()
@@ -28,6 +29,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # cloud-init is here only for its schema checker: keep it from acting at the next boot.
   if [[ " ${missing[*]} " == *" cloud-init "* ]]; then touch /etc/cloud/cloud-init.disabled; fi
+  # nginx is here only for the tests, which start their own: not the distribution's site on :80.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! docker info >/dev/null 2>&1; then

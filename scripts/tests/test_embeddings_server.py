@@ -272,3 +272,18 @@ def test_refuses_to_listen_beyond_loopback(model_dir):
     )
     assert done.returncode == 2
     assert "--host must be a loopback address (got '0.0.0.0')" in done.stderr
+
+
+def test_command_line_forms(model_dir, capsys):
+    assert es.parse_args([str(model_dir)]).served_model_name == NAME  # the directory's name
+    args = es.parse_args(["--model-dir", str(model_dir), "--served-name", "code-embed", "--port", "8002"])
+    assert (args.model, args.served_model_name, args.port) == (model_dir, "code-embed", 8002)
+    for bad, says in (
+        ([], "give the model directory once"),
+        ([str(model_dir), "--model-dir", str(model_dir)], "give the model directory once"),
+        ([str(model_dir), "--served-model-name", "Qwen/x"], "must not contain '/'"),
+        ([str(model_dir.parent)], "has no config.json"),
+    ):
+        with pytest.raises(SystemExit):
+            es.parse_args(bad)
+        assert says in capsys.readouterr().err

@@ -2,7 +2,10 @@
 
 nginx with TLS (the generated CA, copied to the controller), the API key on every route, only
 /v1/* and /health proxied, /metrics only from loopback, an nftables allowlist; and the key itself
-nowhere but the two root-only files that must hold it.
+nowhere but the two root-only files that must hold it. In the default scenario its side effect
+(molecule/default/side_effect.yml) puts a second model behind the door, the CPU embeddings engine
+with the tiny embedding model, so the routing by model is tested here too; where the door has one
+model (Debian 13), those tests skip.
 """
 
 import concurrent.futures
@@ -19,6 +22,12 @@ import pytest
 
 PORT = 8443
 ENGINE_PORT = 8000
+# The second model of the default scenario's side effect, and its limits: the tiny embedding
+# model's 2,048 tokens x 32 bytes + 64 KiB; the chat model's 4,096 tokens x 32 + 64 KiB.
+EMBED_MODEL = "tiny-embed"
+EMBED_PORT = 8001
+EMBED_BODY_LIMIT = 2048 * 32 + 65536
+CHAT_BODY_LIMIT = 4096 * 32 + 65536
 # Files that must hold the key, root-only: the engine's EnvironmentFile and nginx's key map.
 KEY_FILES = {"/etc/aimachine/aimachine-llm.env", "/etc/aimachine/frontdoor/api-keys.conf"}
 OUTSIDE_NET = "198.18.71."  # molecule.yml's network outside the allowlist (default scenario only)
@@ -89,6 +98,7 @@ ROUTES = [
     ("GET", "/v1/models"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
+    ("POST", "/v1/embeddings"),
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("GET", "/docs"),
@@ -152,12 +162,19 @@ def test_streamed_chat_completion_through_the_front_door(lan_address, ca, key):
     assert resp.getheader("Content-Type", "").startswith("text/event-stream")
     # Unbuffered: the body comes chunked, event by event, not as one buffered block.
     assert resp.getheader("Transfer-Encoding") == "chunked"
-    events = [line for line in resp.read().decode().splitlines() if line.startswith("data: ")]
+    events, arrivals = [], []
+    while raw := resp.readline():  # http.client undoes the chunking; b"" at the end
+        line = raw.decode().strip()
+        if line.startswith("data: "):
+            events.append(line)
+            arrivals.append(time.monotonic())
     conn.close()
     chunks = [json.loads(e[6:]) for e in events if e != "data: [DONE]"]
     text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c.get("choices"))
     assert len(chunks) > 2, events
     assert text, events
+    # Token by token: the events arrive as the engine generates them, not in one block at the end.
+    assert arrivals[-1] - arrivals[0] > 0.05, arrivals
 
 
 @pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/", "/v1/../docs", "/v1/%2e%2e/docs", "/redoc"])
@@ -217,13 +234,17 @@ def test_network_outside_the_allowlist_is_dropped(addresses):
 
 def test_engine_port_not_reachable_from_outside_the_host(addresses):
     for address in addresses:
-        assert _connects(address, ENGINE_PORT) in {"timeout", "refused"}, address
+        for port in (ENGINE_PORT, EMBED_PORT):
+            assert _connects(address, port) in {"timeout", "refused"}, (address, port)
 
 
 def test_listeners(host):
     listeners = {line.split()[3] for line in host.check_output("ss -Htln").splitlines()}
     assert f"0.0.0.0:{PORT}" in listeners, listeners
     assert [x for x in listeners if x.endswith(f":{ENGINE_PORT}")] == [f"127.0.0.1:{ENGINE_PORT}"], listeners
+    assert [x for x in listeners if x.endswith(f":{EMBED_PORT}")] in ([], [f"127.0.0.1:{EMBED_PORT}"]), (
+        listeners
+    )
     assert not [x for x in listeners if x.endswith(":80")], "the distribution's default site is still there"
 
 
@@ -344,3 +365,94 @@ def test_rate_limit_answers_429_in_json(lan_address, ca, key):
     assert retry_after == "1"
     # Let the key's bucket fill again (burst / rate seconds) for whatever test comes next.
     time.sleep(200 / 20 + 1)
+
+
+# --- several models behind one door (the default scenario's side effect adds the second) -------
+
+
+@pytest.fixture(scope="module")
+def served(lan_address, ca, key) -> list[str]:
+    status, _, body = _request(lan_address, ca, "GET", "/v1/models", key=key)
+    assert status == 200, body
+    names = [m["id"] for m in json.loads(body)["data"]]
+    if EMBED_MODEL not in names:
+        pytest.skip(
+            f"one model behind the front door ({names}); the default scenario's side effect adds a second"
+        )
+    return names
+
+
+def test_models_lists_every_served_model(lan_address, ca, key, served):
+    _, _, body = _request(lan_address, ca, "GET", "/v1/models", key=key)
+    cards = json.loads(body)["data"]
+    assert [c["id"] for c in cards][1:] == [EMBED_MODEL] and len(cards) == 2
+    assert [c["max_model_len"] for c in cards] == [4096, 2048]
+
+
+def test_each_request_reaches_the_model_it_names(lan_address, ca, key, served):
+    body = {"model": EMBED_MODEL, "input": ["def add(a, b):\n    return a + b", "Grüße"]}
+    status, _, answer = _request(lan_address, ca, "POST", "/v1/embeddings", key=key, body=body)
+    assert status == 200, answer
+    result = json.loads(answer)
+    assert result["model"] == EMBED_MODEL
+    vectors = [d["embedding"] for d in result["data"]]
+    assert [len(v) for v in vectors] == [64, 64]
+    assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-4
+    assert result["usage"]["prompt_tokens"] > 2
+    chat = {"model": served[0], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    status, _, answer = _request(lan_address, ca, "POST", "/v1/chat/completions", key=key, body=chat)
+    assert status == 200, answer
+    assert json.loads(answer)["usage"]["completion_tokens"] == 4
+    # The embedding model does not serve chat: a clear 400, not the chat engine's answer.
+    wrong = {**chat, "model": EMBED_MODEL}
+    status, _, answer = _request(lan_address, ca, "POST", "/v1/chat/completions", key=key, body=wrong)
+    assert status == 400, answer
+    assert f"`{EMBED_MODEL}` does not serve /v1/chat/completions" in json.loads(answer)["error"]["message"]
+
+
+def test_a_wrong_model_name_gets_404_naming_the_served_models(lan_address, ca, key, served):
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    status, _, answer = _request(lan_address, ca, "POST", "/v1/chat/completions", key=key, body=body)
+    assert status == 404, answer
+    error = json.loads(answer)["error"]
+    assert error["code"] == "model_not_found"
+    assert error["message"] == f"The model `gpt-4o` does not exist. Served models: {', '.join(served)}."
+
+
+def test_a_body_too_large_for_its_model_gets_413_naming_the_model_and_its_limit(lan_address, ca, key, served):
+    # Within the chat model's limit, over the embedding model's: refused before the engine reads it.
+    body = {"model": EMBED_MODEL, "input": "a" * (EMBED_BODY_LIMIT + 1000)}
+    assert len(json.dumps(body)) < CHAT_BODY_LIMIT
+    status, _, answer = _request(lan_address, ca, "POST", "/v1/embeddings", key=key, body=body)
+    assert status == 413, answer[:300]
+    message = json.loads(answer)["error"]["message"]
+    assert f"Request body too large for model `{EMBED_MODEL}`" in message
+    assert (
+        f"its limit is {EMBED_BODY_LIMIT} bytes (2048 tokens of context x 32 bytes + 65536 bytes)" in message
+    )
+
+
+def test_health_is_healthy_only_when_every_engine_is(host, lan_address, ca, key, served):
+    status, _, body = _request(lan_address, ca, "GET", "/health", key=key)
+    assert status == 200, body
+    assert json.loads(body) == {"status": "ok", "models": dict.fromkeys(served, "ok")}
+    with host.sudo():
+        host.check_output("systemctl stop aimachine-llm-embed")
+    try:
+        status, _, body = _request(lan_address, ca, "GET", "/health", key=key)
+        assert status == 503, body
+        assert json.loads(body)["models"][EMBED_MODEL] != "ok"
+        assert json.loads(body)["models"][served[0]] == "ok"
+    finally:
+        with host.sudo():
+            host.check_output("systemctl start aimachine-llm-embed")
+        deadline = time.monotonic() + 120
+        while _request(lan_address, ca, "GET", "/health", key=key)[0] != 200:
+            assert time.monotonic() < deadline, "the embeddings engine did not come back"
+            time.sleep(1)
+
+
+def test_the_firewall_drops_the_second_engine_port_too(host, served):
+    with host.sudo():
+        table = host.check_output("nft list table inet aimachine")
+    assert f'tcp dport {EMBED_PORT} iifname != "lo"' in table

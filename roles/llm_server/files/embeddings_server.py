@@ -361,9 +361,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="embeddings_server.py",
         description="OpenAI-compatible /v1/embeddings on CPU (the stand-in for vLLM's pooling runner).",
     )
-    parser.add_argument("model", type=Path, help="model directory (config.json, tokenizer, safetensors)")
     parser.add_argument(
-        "--served-model-name", default="", help="name clients send in `model`; default: the directory's name"
+        "model", type=Path, nargs="?", help="model directory (config.json, tokenizer, safetensors)"
+    )
+    parser.add_argument("--model-dir", type=Path, dest="model_dir", help="the model directory, as an option")
+    parser.add_argument(
+        "--served-model-name",
+        "--served-name",
+        default="",
+        help="name clients send in `model`; default: the directory's name",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="loopback address to bind (the front door is the way in)"
@@ -400,6 +406,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0: torch's default")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
+    if (args.model is None) == (args.model_dir is None):
+        parser.error("give the model directory once: as the argument or as --model-dir")
+    args.model = args.model or args.model_dir
     if not _loopback(args.host):
         parser.error(
             f"--host must be a loopback address (got {args.host!r}); the front door serves the network"
