@@ -66,9 +66,10 @@ def test_model_cards_carry_the_context_where_known():
     [
         ("chat", "llm_frontdoor_upstreams must be a list, got str"),
         (
-            [{"name": "Qwen/Qwen2.5", "port": 8000}],
+            [{"name": "my model", "port": 8000}],
             "llm_frontdoor_upstreams[0].name must be the served model name",
         ),
+        ([{"name": "x';", "port": 8000}], "llm_frontdoor_upstreams[0].name must be the served model name"),
         ([{"name": "a"}], "llm_frontdoor_upstreams[0].port must be 1-65535 (got None)"),
         (
             [{"name": "a", "port": 8000, "host": "10.0.0.5"}],
@@ -110,8 +111,16 @@ def test_good_upstreams_have_no_errors():
         {"name": "qwen2.5-7b-instruct-awq", "port": 8000, "max_model_len": 32768},
         {"name": "qwen2.5-coder-1.5b", "port": 8001, "role": "autocomplete", "max_model_len": 8192},
         {"name": "qwen3-embedding-0.6b", "port": 8002, "role": "embed", "host": "::1"},
+        # vLLM's default served name, and the CPU engine's (the model's path).
+        {"name": "Qwen/Qwen3-8B-AWQ", "port": 8003},
+        {"name": "/var/lib/aimachine/models/tiny", "port": 8004},
     ]
     assert frontdoor.llm_frontdoor_upstream_errors(good, 8443) == []
+    routes = frontdoor.llm_frontdoor_routes(good, FALLBACK, "8m")
+    assert [r["metrics_path"] for r in routes][-2:] == [
+        "/metrics/Qwen/Qwen3-8B-AWQ",
+        "/metrics/var/lib/aimachine/models/tiny",
+    ]
     assert frontdoor.llm_frontdoor_size_bytes("512k") == 524_288
     with pytest.raises(ValueError, match="not an nginx size"):
         frontdoor.llm_frontdoor_size_bytes("1 g")

@@ -99,8 +99,10 @@ ROLE_PATHS = {
     "rerank": ("rerank", "score"),
 }
 _KEYS = {"name", "host", "port", "role", "paths", "max_model_len", "max_body_size"}
-# Served names go into nginx strings and URLs unquoted: letters, digits and ._:- only (no '/').
-_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Served names go into nginx strings, JSON and URLs: no quotes, spaces, `$`, braces or `;`. The
+# appliance's own names have no '/' (contract 1), but vLLM's default name is the repository id
+# ("Qwen/Qwen2.5-7B-Instruct-AWQ") and the CPU engine's is the model's path.
+_NAME = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
 _SIZE = re.compile(r"^([0-9]+)([kKmM]?)$")
 _LOOPBACK = re.compile(r"^127\.[0-9]+\.[0-9]+\.[0-9]+$")
 # Smallest body limit accepted: a request with no room for a prompt is a mistake.
@@ -142,7 +144,7 @@ def llm_frontdoor_upstream_errors(upstreams: object, frontdoor_port: object = No
         name = str(entry.get("name", ""))
         if not _NAME.match(name):
             errors.append(
-                f"{where}.name must be the served model name: letters, digits and ._:- (got {name!r})"
+                f"{where}.name must be the served model name: letters, digits and ._:/@+- (got {name!r})"
             )
         names.append(name)
         port = _int(entry.get("port"))
@@ -227,6 +229,8 @@ def llm_frontdoor_routes(
             {
                 "index": index,
                 "name": str(entry["name"]),
+                # /metrics/<name>: nginx merges the slashes of a request, so a leading '/' goes.
+                "metrics_path": "/metrics/" + str(entry["name"]).lstrip("/"),
                 "host": str(entry.get("host", fallback.get("host", "127.0.0.1"))),
                 "port": int(entry["port"]),
                 "paths": list(entry.get("paths") or ROLE_PATHS[entry.get("role", "chat")]),
