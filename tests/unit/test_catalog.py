@@ -313,6 +313,14 @@ def test_embedding_vllm_args_exist_in_the_pinned_vllm():
     assert set(args["pooler_config"]) <= fields, set(args["pooler_config"]) - fields
     assert "normalize" not in fields
     assert args["pooler_config"]["seq_pooling_type"] in _literal_values(pooler, "SequencePoolingType")
+    # What vLLM reads to accept `dimensions` (ModelConfig.is_matryoshka) and where it comes from.
+    engine_args = _vllm_source("engine/arg_utils.py").read_text()
+    assert "    hf_overrides: HfOverrides" in engine_args
+    assert (
+        'getattr(\n            self.hf_config, "is_matryoshka", False'
+        in _vllm_source("config/model.py").read_text()
+    )
+    assert args["hf_overrides"] == {"is_matryoshka": True}
     # ModelConfig.runner is Literal["auto", RunnerType]; RunnerType lives beside the scheduler.
     assert args["runner"] in _literal_values(
         ast.parse(_vllm_source("config/scheduler.py").read_text()), "RunnerType"
