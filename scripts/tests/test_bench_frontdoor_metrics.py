@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import importlib.util
 import json
 import re
 import shutil
@@ -105,6 +106,13 @@ class StandIn:
         self._thread.join(10)
 
 
+_spec = importlib.util.spec_from_file_location(
+    "llm_frontdoor_filters", ROLE / "filter_plugins" / "llm_frontdoor.py"
+)
+_FILTERS = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_FILTERS)
+
+
 def _render(name: str, variables: dict) -> str:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["comment"] = lambda text: "#\n# " + str(text) + "\n#"
@@ -121,7 +129,12 @@ def front_door(work: Path, upstream_port: int, metrics_allowed: list[str]) -> It
     work.mkdir(parents=True, exist_ok=True)
     ca, cert, key = make_pki(work)
     port = free_port()
+    # The single engine, unrouted: what vars/main.yml derives from these variables.
+    routes = _FILTERS.llm_frontdoor_routes([], {"host": "127.0.0.1", "port": upstream_port}, "8m")
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8")) | {
+        "__llm_frontdoor_routes": routes,
+        "__llm_frontdoor_routed": False,
+        "__llm_frontdoor_body_limit": routes[0]["limit"],
         "ansible_managed": "Ansible managed (rendered by test_bench_frontdoor_metrics.py)",
         "llm_frontdoor_port": port,
         "llm_frontdoor_upstream_host": "127.0.0.1",
