@@ -18,6 +18,31 @@ from aimachine.report.build import Inputs, binomial_stderr, build_report
 from aimachine.report.gates import GateError, evaluate_gates
 
 DATA = Path(__file__).parent / "data" / "report"
+# Issue #19's sections, in the origin document's order (and the appliance's own).
+SECTIONS = (
+    "Executive summary",
+    "Gates",
+    "Grade and verdict",
+    "Code quality: HumanEval and MBPP",
+    "HumanEval: this host, same-size peers, the catalog and the frontier",
+    "SWE-bench Verified (published only)",
+    "Quantization impact",
+    "Practical scenarios",
+    "Throughput and latency",
+    "Capacity: concurrency within the SLO and developers served",
+    "Served models",
+    "Cost",
+    "Quality per money",
+    "Use-case suitability",
+    "Known weaknesses and mitigations",
+    "Recommended hybrid workflow",
+    "Improvement strategies",
+    "Recommendations by persona",
+    "Changes since the previous run",
+    "Trend over this host's runs",
+    "Client configuration",
+    "References",
+)
 
 
 def _json(path: Path) -> dict:
@@ -73,25 +98,19 @@ def test_markdown_shows_the_numbers_and_every_section(tmp_path):
     assert f"{m['single_stream_tokens_per_s']:,.1f} tok/s" in text
     assert f"{m['peak_output_tokens_per_s']:,.1f} tok/s" in text
     assert f"{m['ttft_p99_ms']:,.1f} ms" in text
-    for heading in (
-        "## Executive summary",
-        "## Gates",
-        "## Code quality: HumanEval and MBPP",
-        "## Quantization impact",
-        "## Practical scenarios",
-        "## Throughput and latency",
-        "## Cost",
-        "## Changes since the previous run",
-        "## Trend over this host's runs",
-        "## Client configuration",
-    ):
-        assert heading in text, heading
+    for heading in SECTIONS:
+        assert f"## {heading}" in text, heading
     # The CPU / test-model case is labelled before anything else.
     first_lines = "\n".join(text.splitlines()[:4])
     assert "CPU MODE" in first_lines and "TEST MODEL" in first_lines
     assert "No record of a higher-precision run" in text
-    for name in ("quality.png", "throughput.png", "latency.png"):
+    for name in ("quality.png", "throughput.png", "latency.png", "capacity.png"):
         assert (tmp_path / name).stat().st_size > 1000
+        # every plot is shown where it belongs, in both renderings
+        assert f"]({name})" in text, name
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(report["plots"]) and 'src="quality.png"' not in html
+    assert '<td class="r">' in html and '<section class="summary">' in html
     assert json.loads((tmp_path / "report.json").read_text())["metrics"] == json.loads(json.dumps(m))
 
 
@@ -126,8 +145,9 @@ def test_published_scores_travel_with_the_metadata():
     report = build_report(_inputs("run1", meta))
     row = next(r for r in report["summary"] if r["metric"] == "HumanEval pass@1")
     names = {r["name"]: r for r in row["references"]}
-    assert names["Qwen2.5-7B-Instruct (BF16) (published)"]["value"] == 84.8
-    assert names["GPT-4o"]["value"] == 90.2 and names["GPT-4o"]["source"].startswith("origin document")
+    assert names["Qwen2.5-7B-Instruct (BF16) (published)"]["value"]["value"] == 84.8
+    gpt = names["GPT-4o"]["value"]
+    assert gpt["value"] == 90.2 and gpt["source"].startswith("origin document")
 
 
 def test_gates_pass_warn_fail_and_not_measured():

@@ -15,9 +15,13 @@ from typing import Any
 import yaml
 
 from aimachine import __version__
-from aimachine.report import SCHEMA_VERSION
-from aimachine.report.cost import cost_section
+from aimachine.report import SCHEMA_VERSION, assess
+from aimachine.report.capacity import capacity_section
+from aimachine.report.cost import cost_section, value_section
 from aimachine.report.gates import evaluate_gates
+from aimachine.report.models import cohosting_section, model_sections, results_by_role
+from aimachine.report.records import rec
+from aimachine.report.strategies import strategies_section
 
 # Metrics kept flat in report.json: gates, the previous-run diff and the trend read these.
 # better: which direction is an improvement; unit: how the Markdown shows it.
@@ -31,15 +35,15 @@ METRICS: dict[str, dict[str, str]] = {
         "label": "Single-stream decode speed",
     },
     "peak_output_tokens_per_s": {"better": "higher", "unit": "tok/s", "label": "Peak output throughput"},
-    "ttft_p50_ms": {"better": "lower", "unit": "ms", "label": "TTFT p50 (1 stream)"},
-    "ttft_p99_ms": {"better": "lower", "unit": "ms", "label": "TTFT p99 (1 stream)"},
-    "tpot_p50_ms": {"better": "lower", "unit": "ms", "label": "TPOT p50 (1 stream)"},
+    "ttft_p50_ms": {"better": "lower", "unit": "ms", "label": "TTFT p50 (single stream)"},
+    "ttft_p99_ms": {"better": "lower", "unit": "ms", "label": "TTFT p99 (single stream)"},
+    "tpot_p50_ms": {"better": "lower", "unit": "ms", "label": "TPOT p50 (single stream)"},
     "error_rate": {"better": "lower", "unit": "fraction", "label": "Error rate"},
     "roofline_percent": {"better": "higher", "unit": "%", "label": "Roofline (% of bound)"},
     "electricity_per_million_tokens": {
         "better": "lower",
         "unit": "currency",
-        "label": "Electricity per 1M output tokens (1 stream)",
+        "label": "Electricity per 1M output tokens (single stream)",
     },
 }
 
@@ -65,6 +69,10 @@ class Inputs:
     meta: dict[str, Any]
     bench: dict[str, Any] | None
     quality: dict[str, Any] | None
+    # quality/samples.jsonl: the model's answers (the scenarios' are shown in the report)
+    samples: list[dict[str, Any]] | None = None
+    # the other served models: served name -> {"bench": bench.json, "quality": summary.json}
+    models: dict[str, dict[str, Any]] | None = None
 
 
 def _published(meta: dict[str, Any], benchmark: str) -> list[dict[str, Any]]:
@@ -118,15 +126,34 @@ def _scenarios_section(inputs: Inputs, refs: dict[str, Any]) -> dict[str, Any]:
     origin = refs.get("origin_document") or {}
     if not scenarios:
         return {"available": False, "reason": "the practical scenarios were not run"}
+    answers = {
+        str(r.get("id")): r
+        for r in inputs.samples or []
+        if r.get("id") is not None and "completion" in r and r.get("suite", "scenarios") == "scenarios"
+    }
+    sota = refs.get("scenario_sota_expected") or {}
     items = []
     for item in scenarios.get("items") or []:
+        expected = (sota.get("percent") or {}).get(item.get("id"))
+        answer = answers.get(str(item.get("id")))
+        percent = item.get("percent")
+        where = f"quality/summary.json scenario {item.get('id')}"
         items.append(
             {
                 "id": item.get("id"),
                 "title": item.get("title"),
                 "points": item.get("points"),
                 "max_points": item.get("max_points"),
-                "percent": item.get("percent"),
+                "percent": percent,
+                "percent_rec": rec(percent, "%", measured=where),
+                "sota_expected": rec(expected, "%", digits=0, source=sota.get("source")),
+                "gap": rec(
+                    None if expected is None or percent is None else float(percent) - float(expected),
+                    "pts",
+                    measured=f"computed: {where} minus the origin document's SOTA estimate",
+                ),
+                "answer": None if answer is None else answer.get("completion"),
+                "answer_source": None if answer is None else "quality/samples.jsonl",
                 "origin_reported_percent": item.get("origin_reported_percent"),
                 "criteria": [
                     {
@@ -413,6 +440,10 @@ def _label(meta: dict[str, Any], bench: dict[str, Any] | None) -> dict[str, Any]
     return {"mode": mode, "test_model": test_model, "weights_bytes": weights, "banner": banner}
 
 
+def _pct_rec(fraction: float | None, what: str, digits: int = 1) -> dict[str, Any]:
+    return rec(None if fraction is None else 100.0 * fraction, "%", digits=digits, measured=what)
+
+
 def _summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The executive summary: each measured value beside its published reference and source."""
     rows: list[dict[str, Any]] = []
@@ -424,32 +455,32 @@ def _summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "metric": f"{label} pass@1",
-                    "measured": None,
+                    "measured": rec(None),
                     "note": "not run in this mode",
                     "references": [],
                 }
             )
             continue
+        what = f"quality/summary.json {suite}, {s['problems']} problems"
         refs = [
             {
                 "name": f"{p.get('model')} (published)",
-                "value": p.get("score"),
-                "unit": "%",
-                "source": p.get("source"),
+                "value": rec(p.get("score"), "%", source=p.get("source")),
             }
             for p in s["published"]
         ]
         refs += [
-            {"name": f["model"], "value": f["percent"], "unit": "%", "source": f["source"]}
-            for f in s["frontier"]
+            {"name": f["model"], "value": rec(f["percent"], "%", source=f["source"])} for f in s["frontier"]
         ]
         rows.append(
             {
                 "metric": f"{label} pass@1",
-                "measured": None if s["pass_at_1"] is None else 100.0 * s["pass_at_1"],
-                "unit": "%",
-                "stderr": None if s["stderr"] is None else 100.0 * s["stderr"],
-                "note": f"{s['problems']} problems" + (" (a subset)" if s["subset"] else ""),
+                "measured": _pct_rec(s["pass_at_1"], what),
+                "stderr": rec(
+                    None if s["stderr"] is None else 100 * s["stderr"], "pts", measured=f"{what}: binomial SE"
+                ),
+                "note": "a subset" if s["subset"] else "all problems",
+                "problems": rec(s["problems"], "problems", digits=0, measured=what),
                 "references": refs,
             }
         )
@@ -457,15 +488,16 @@ def _summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(
         {
             "metric": "Practical scenarios",
-            "measured": sc.get("percent") if sc.get("available") else None,
-            "unit": "%",
-            "note": "5 scenarios, rubric points" if sc.get("available") else sc.get("reason"),
+            "measured": rec(
+                sc.get("percent") if sc.get("available") else None,
+                "%",
+                measured="quality/summary.json scenarios",
+            ),
+            "note": "rubric points" if sc.get("available") else sc.get("reason"),
             "references": [
                 {
                     "name": "origin document (hand-scored)",
-                    "value": sc.get("origin_percent"),
-                    "unit": "%",
-                    "source": sc.get("origin_source"),
+                    "value": rec(sc.get("origin_percent"), "%", source=sc.get("origin_source")),
                 }
             ]
             if sc.get("available")
@@ -477,21 +509,28 @@ def _summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(
         {
             "metric": "Single-stream decode speed",
-            "measured": m.get("single_stream_tokens_per_s"),
-            "unit": "tok/s",
-            "note": (
-                f"{roof['percent_of_bound']:.0f}% of the bandwidth bound"
-                if roof.get("available") and roof.get("percent_of_bound") is not None
-                else f"roofline: {roof.get('reason') or 'not available'}"
+            "measured": rec(
+                m.get("single_stream_tokens_per_s"),
+                "tok/s",
+                measured="bench level c1 decode tokens/s per stream",
             ),
+            "note": "" if roof.get("available") else f"roofline: {roof.get('reason') or 'not available'}",
             "references": [
                 {
                     "name": "memory-bandwidth bound",
-                    "value": roof.get("bound_tokens_per_s"),
-                    "unit": "tok/s",
-                    "source": f"{roof.get('bandwidth_gbs')} GB/s ({roof.get('bandwidth_source')}) / "
-                    f"{roof.get('decode_step_bytes')} bytes a step",
-                }
+                    "value": rec(
+                        roof.get("bound_tokens_per_s"),
+                        "tok/s",
+                        digits=0,
+                        measured=f"bench roofline: {roof.get('bandwidth_gbs')} GB/s "
+                        f"({roof.get('bandwidth_source')}) / "
+                        f"{roof.get('decode_step_bytes')} bytes a decode step",
+                    ),
+                },
+                {
+                    "name": "share of the bound",
+                    "value": rec(roof.get("percent_of_bound"), "%", digits=0, measured="bench roofline"),
+                },
             ]
             if roof.get("available")
             else [],
@@ -500,28 +539,44 @@ def _summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(
         {
             "metric": "Peak output throughput",
-            "measured": m.get("peak_output_tokens_per_s"),
-            "unit": "tok/s",
+            "measured": rec(
+                m.get("peak_output_tokens_per_s"), "tok/s", measured=f"bench level {m.get('peak_level')}"
+            ),
             "note": f"at level {m.get('peak_level')}" if m.get("peak_level") else "not measured",
             "references": [],
         }
     )
     rows.append(
         {
-            "metric": "TTFT p50 / p99 (1 stream)",
-            "measured": m.get("ttft_p50_ms"),
-            "measured_2": m.get("ttft_p99_ms"),
-            "unit": "ms",
+            "metric": "TTFT p50 / p99 (single stream)",
+            "measured": rec(m.get("ttft_p50_ms"), "ms", measured="bench level c1 TTFT p50"),
+            "measured_2": rec(m.get("ttft_p99_ms"), "ms", measured="bench level c1 TTFT p99"),
             "note": "",
             "references": [],
         }
     )
+    cap = report.get("capacity") or {}
+    if cap.get("available"):
+        rows.append(
+            {
+                "metric": "Chat capacity within the SLO",
+                "measured": cap["sustained_concurrency"],
+                "measured_2": cap.get("developers"),
+                "note": ("at least (the highest level measured met it); " if cap.get("lower_bound") else "")
+                + "streams / developers at the stated load",
+                "references": [],
+            }
+        )
     rows.append(
         {
             "metric": "Error rate",
-            "measured": None if m.get("error_rate") is None else 100.0 * m["error_rate"],
-            "unit": "%",
-            "note": f"{m.get('bench_requests')} benchmark requests" if m.get("bench_requests") else "",
+            "measured": rec(
+                None if m.get("error_rate") is None else 100.0 * m["error_rate"],
+                "%",
+                measured="bench, all levels",
+            ),
+            "note": "benchmark requests",
+            "requests": rec(m.get("bench_requests"), "requests", digits=0, measured="bench, all levels"),
             "references": [],
         }
     )
@@ -530,16 +585,20 @@ def _summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         single = cost.get("single_stream") or {}
         rows.append(
             {
-                "metric": f"Electricity per 1M output tokens (1 stream, {cost['currency']})",
-                "measured": single.get("electricity_per_million"),
-                "unit": cost["currency"],
-                "note": f"{cost['power']['source']}",
+                "metric": f"Electricity per 1M output tokens (single stream, {cost['currency']})",
+                "measured": rec(
+                    single.get("electricity_per_million"),
+                    cost["currency"],
+                    digits=4,
+                    measured=f"cost section ({cost['power']['source']})",
+                ),
+                "note": "",
                 "references": [
                     {
                         "name": f"API: {api['name']}",
-                        "value": api["price_per_million"],
-                        "unit": cost["currency"],
-                        "source": api.get("source"),
+                        "value": rec(
+                            api["price_per_million"], cost["currency"], digits=2, source=api.get("source")
+                        ),
                     }
                     for api in cost.get("break_even") or []
                 ],
@@ -549,13 +608,96 @@ def _summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "metric": "Cost per 1M output tokens",
-                "measured": None,
-                "unit": "",
+                "measured": rec(None),
                 "note": cost.get("reason"),
                 "references": [],
             }
         )
     return rows
+
+
+def _humaneval_table(
+    quality: dict[str, Any], meta: dict[str, Any], refs: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """HumanEval: this host, the deployed model's published score, 7-8B peers, catalog models, frontier."""
+    rows = []
+    s = (quality.get("suites") or {}).get("humaneval")
+    model = meta.get("model") or {}
+    if s:
+        rows.append(
+            {
+                "model": f"{model.get('id')} on this host",
+                "kind": "measured" + (" (a subset)" if s["subset"] else ""),
+                "size": None,
+                "score": _pct_rec(
+                    s["pass_at_1"], f"quality/summary.json humaneval, {s['problems']} problems"
+                ),
+                "stderr": rec(
+                    None if s["stderr"] is None else 100 * s["stderr"], "pts", measured="binomial SE"
+                ),
+            }
+        )
+    for p in _published(meta, "HumanEval"):
+        rows.append(
+            {
+                "model": p.get("model"),
+                "kind": "published (the deployed model)",
+                "size": None,
+                "score": rec(p.get("score"), "%", source=p.get("source")),
+            }
+        )
+    seen = {r["model"] for r in rows}
+    for peer in refs.get("peers") or []:
+        if peer["model"] in seen or any(str(x).startswith(peer["model"]) for x in seen):
+            continue
+        rows.append(
+            {
+                "model": peer["model"],
+                "kind": "published (7-8B class)",
+                "size": peer.get("size"),
+                "score": rec(peer["humaneval"], "%", source=peer["source"]),
+            }
+        )
+    for key, entry in (meta.get("catalog") or {}).items():
+        if key == model.get("catalog_key") or entry.get("role", "chat") != "chat":
+            continue
+        score = next(
+            (x for x in entry.get("scores") or [] if str(x.get("benchmark")).lower() == "humaneval"), None
+        )
+        rows.append(
+            {
+                "model": f"{entry.get('repo_id') or key} (catalog: {key})",
+                "kind": "published (catalog)" if score else "catalog: no HumanEval published",
+                "size": None,
+                "score": rec(score["score"], "%", source=f"{score.get('model')}: {score.get('source')}")
+                if score
+                else rec(None),
+            }
+        )
+    for f in (refs.get("frontier") or {}).get("humaneval") or []:
+        rows.append(
+            {
+                "model": f["model"],
+                "kind": "frontier (cloud only)",
+                "size": None,
+                "score": rec(f["percent"], "%", source=f["source"]),
+            }
+        )
+    return rows
+
+
+def _swe_bench(refs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "frontier": [
+            {"model": f["model"], "score": rec(f["percent"], "%", source=f["source"])}
+            for f in (refs.get("frontier") or {}).get("swe_bench_verified") or []
+        ],
+        "small": [
+            {"model": f["model"], "score": rec(f["percent"], "%", source=f["source"])}
+            for f in refs.get("swe_bench_verified_small") or []
+        ],
+        "note": refs.get("swe_bench_note"),
+    }
 
 
 def build_report(
@@ -579,18 +721,36 @@ def build_report(
         metrics["electricity_per_million_tokens"] = (cost.get("single_stream") or {}).get(
             "electricity_per_million"
         )
+    capacity = capacity_section(inputs.bench, config.get("capacity") or {}, role="chat")
+    models = model_sections(meta, inputs.models or {}, config)
+    by_role = results_by_role(models)
+    grade = assess.grade(quality, scenarios, cost)
+    suit = assess.suitability(quality, scenarios, by_role)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "aimachine-report", "version": __version__},
         "generated_at": generated_at,
         "label": _label(meta, inputs.bench),
         "metadata": meta,
+        "grade": grade,
         "quality": quality,
+        "humaneval_table": _humaneval_table(quality, meta, refs),
+        "swe_bench": _swe_bench(refs),
         "scenarios": scenarios,
         "performance": perf,
+        "capacity": capacity,
+        "models": models,
+        "cohosting": cohosting_section(meta, perf, history),
         "cost": cost,
+        "value": value_section(quality, cost, refs),
+        "suitability": suit,
+        "weaknesses": assess.weaknesses(suit, scenarios),
+        "hybrid": assess.hybrid(suit, cost, config.get("cost") or {}),
+        "strategies": strategies_section(meta, perf, history, refs, inputs.bench),
         "metrics": metrics,
+        "benchmarks": refs.get("benchmarks") or [],
     }
+    report["personas"] = assess.personas(capacity, grade, cost)
     report["quantization"] = _quantization_section(meta, metrics, history, refs)
     report["gates"] = evaluate_gates(config.get("gates") or [], metrics)
     report["changes"] = _changes(

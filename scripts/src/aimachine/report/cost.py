@@ -127,3 +127,61 @@ def cost_section(meta: dict[str, Any], perf: dict[str, Any], config: dict[str, A
         "break_even": rows,
         "mode": meta.get("mode"),
     }
+
+
+def value_section(quality: dict[str, Any], cost: dict[str, Any], refs: dict[str, Any]) -> dict[str, Any]:
+    """Quality per money (the origin document's quality-vs-cost table), beside the break-even.
+
+    quality per unit of money = HumanEval pass@1 (%) / price of 1M output tokens; for this host the
+    price is the electricity of 1M output tokens (hardware is in the break-even, not here).
+    """
+    from aimachine.report.records import rec  # noqa: PLC0415 - keeps cost.py importable alone
+
+    rows: list[dict[str, Any]] = []
+    he = (quality.get("suites") or {}).get("humaneval")
+    cur = cost.get("currency", "USD")
+    if he and he.get("pass_at_1") is not None and cost.get("available"):
+        score = 100.0 * float(he["pass_at_1"])
+        for label, level in (("1 stream", cost.get("single_stream")), ("peak throughput", cost.get("peak"))):
+            if not level:
+                continue
+            price = float(level["electricity_per_million"])
+            rows.append(
+                {
+                    "name": f"this host, {label} (level {level['level']})",
+                    "quality": rec(
+                        score, "%", measured=f"quality/summary.json humaneval, {he['problems']} problems"
+                    ),
+                    "price": rec(
+                        price,
+                        cur,
+                        digits=4,
+                        measured=f"cost section, level {level['level']} (electricity only)",
+                    ),
+                    "per_money": rec(
+                        score / price if price > 0 else None,
+                        f"points per {cur}",
+                        digits=0,
+                        measured="computed: quality / electricity per 1M output tokens",
+                    ),
+                }
+            )
+    for api in refs.get("api_models") or []:
+        price = float(api["output_price_per_million"])
+        rows.append(
+            {
+                "name": f"{api['name']} (API)",
+                "quality": rec(api["humaneval"], "%", source=api["humaneval_source"]),
+                "price": rec(price, api.get("currency", "USD"), digits=2, source=api["price_source"]),
+                "per_money": rec(
+                    float(api["humaneval"]) / price,
+                    f"points per {api.get('currency', 'USD')}",
+                    digits=1,
+                    source=f"computed from {api['humaneval_source']} and {api['price_source']}",
+                ),
+            }
+        )
+    reason = None
+    if not rows or not any(r["name"].startswith("this host") for r in rows):
+        reason = "this host's row needs a HumanEval run and the cost section (an electricity price and power)"
+    return {"rows": rows, "reason": reason, "currency": cur}
