@@ -16,17 +16,30 @@ STATE = "/var/lib/aimachine/verify"
 # (systemd_sandbox): the quality sandbox needs namespaces and mount(2), so no syscall filter
 # (docs/security.md has the measured figures).
 MAX_VERIFY_EXPOSURE = {True: 4.5, False: 6.0}
+# Issue #19's sections (the demo's report must have each one).
 SECTIONS = (
     "## Executive summary",
     "## Gates",
+    "## Grade and verdict",
     "## Code quality: HumanEval and MBPP",
+    "## HumanEval: this host, same-size peers, the catalog and the frontier",
+    "## SWE-bench Verified (published only)",
     "## Quantization impact",
     "## Practical scenarios",
     "## Throughput and latency",
+    "## Capacity: concurrency within the SLO and developers served",
+    "## Served models",
     "## Cost",
+    "## Quality per money",
+    "## Use-case suitability",
+    "## Known weaknesses and mitigations",
+    "## Recommended hybrid workflow",
+    "## Improvement strategies",
+    "## Recommendations by persona",
     "## Changes since the previous run",
     "## Trend over this host's runs",
     "## Client configuration",
+    "## References",
 )
 
 
@@ -57,10 +70,24 @@ def test_report_is_complete_and_labelled(fetched):
     assert "CPU MODE" in top and "TEST MODEL" in top, top
     for heading in SECTIONS:
         assert heading in text, heading
-    for name in ("quality.png", "throughput.png", "latency.png"):
+    for name in ("quality.png", "throughput.png", "latency.png", "capacity.png"):
         assert (fetched / name).stat().st_size > 1000, name
+        assert f"]({name})" in text, name
+    html = (fetched / "report.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 4 and '<section class="summary">' in html
     for name in ("aider.conf.yml", "cline-settings.json", "continue-config.yaml", "openai-env.sh"):
         assert (fetched / "clients" / name).exists(), name
+
+
+def test_every_number_has_a_measurement_or_a_source(fetched):
+    """report.md is the rendering of report.json, and that rendering's audit finds no number without a
+    measurement or a source (aimachine.report.doc.audit; the controller has the same package)."""
+    from aimachine.report import doc, records, render
+
+    report = _json(fetched / "report.json")
+    assert render.render_markdown(report) == (fetched / "report.md").read_text(encoding="utf-8")
+    assert doc.audit(render.render_blocks(report)) == []
+    assert records.unsourced(report) == []
 
 
 def test_report_numbers_are_the_measured_ones(fetched):
@@ -74,7 +101,13 @@ def test_report_numbers_are_the_measured_ones(fetched):
     assert m["peak_output_tokens_per_s"] == max(lv["summary"]["output_throughput"] for lv in bench["levels"])
     assert m["humaneval_pass_at_1"] == quality["suites"]["humaneval"]["pass@1"]
     assert m["scenarios_percent"] == quality["scenarios"]["percent"]
-    assert report["quality"]["not_run"] == ["MBPP"]  # quick mode
+    assert report["quality"]["not_run"] == []  # quick mode runs an MBPP subset
+    assert m["mbpp_pass_at_1"] == quality["suites"]["mbpp"]["pass@1"] and m["mbpp_problems"] == 2
+    cap = report["capacity"]
+    assert cap["available"] and [r["level"] for r in cap["levels"]] == ["c1", "c2"]
+    assert bench["workload"]["goodput_slo_ms"] == {"ttft": 2000.0, "tpot": 50.0}
+    for row, level in zip(cap["levels"], bench["levels"], strict=True):
+        assert row["fraction"]["value"] == pytest.approx(100 * level["summary"]["goodput"]["fraction"])
     assert report["metadata"]["mode"] == "cpu" and report["metadata"]["engine"]["name"] == "transformers"
     assert report["metadata"]["engine"]["version"], "engine version read from the unit's venv"
     assert report["metadata"]["health"]["ok"]
