@@ -362,3 +362,50 @@ def test_written_report_is_the_rendering_of_its_json(tmp_path):
     text = (tmp_path / "report.md").read_text()
     for lv in report["performance"]["levels"]:
         assert re.search(rf"\| {lv['name']} +\|", text)
+
+
+def test_autocomplete_section_from_a_recorded_fim_run(tmp_path):
+    """The bench's FIM workload recorded against the CPU engine: its latency per level, its goodput at the
+    autocomplete SLO (TTFT p99 <= 300 ms) and the capacity and developers from it (720 requests an hour)."""
+    meta = _meta()
+    meta["models"] = [
+        {"name": "tiny-qwen2", "role": "chat", "id": meta["model"]["id"]},
+        {"name": "tiny-qwen2-fim", "role": "autocomplete", "id": "aimachine/tiny-qwen2"},
+    ]
+    bench = _json(DATA / "multi/models/tiny-qwen2-fim/bench/bench.json")
+    report = render_dir(
+        tmp_path,
+        meta,
+        DATA / "quick/bench",
+        DATA / "quick/quality",
+        config={},
+        history=[],
+        models_dir=DATA / "multi/models",
+    )
+    a = next(m for m in report["models"] if m["role"] == "autocomplete")["autocomplete"]
+    assert a["workload"] == "fim"
+    for row, level in zip(a["levels"], bench["levels"], strict=True):
+        assert row["ttft_p99_ms"]["value"] == level["summary"]["ttft_ms"]["p99"]
+        assert row["total_p50_ms"]["value"] == level["summary"]["e2el_ms"]["p50"]
+    cap = a["capacity"]
+    assert cap["slo"] == {"ttft_ms": capacity_rec(300.0, cap)}
+    fractions = [lv["goodput"]["fraction"] for lv in bench["levels"]]
+    assert [r["fraction"]["value"] for r in cap["levels"]] == pytest.approx([100 * f for f in fractions])
+    sustained = 0
+    for level, f in zip(bench["levels"], fractions, strict=True):
+        if f < 0.99:
+            break
+        sustained = level["concurrency"]
+    assert cap["sustained_concurrency"]["value"] == sustained
+    text = (tmp_path / "report.md").read_text()
+    assert (
+        "### Autocomplete model tiny-qwen2-fim" in text and "Infill pass@1: not measured in this run" in text
+    )
+    assert (
+        "autocomplete-tiny-qwen2-fim.png" in report["plots"] and "](autocomplete-tiny-qwen2-fim.png)" in text
+    )
+    assert doc.audit(render.render_blocks(report)) == []
+
+
+def capacity_rec(value: float, cap: dict) -> dict:
+    return {"value": value, "unit": "ms", "digits": 0, "source": cap["slo_source"]}

@@ -144,6 +144,12 @@ def test_command_lines_per_served_model(tmp_path):
                 "role": "autocomplete",
                 "base_url": "http://127.0.0.1:8001/v1",
                 "model_dir": "/m/fim",
+                "fim": {
+                    "prefix": "<|fim_prefix|>",
+                    "suffix": "<|fim_suffix|>",
+                    "middle": "<|fim_middle|>",
+                    "stop": ["\n\n"],
+                },
             },
             {"name": "chat", "role": "chat", "base_url": "http://127.0.0.1:8000/v1", "model_dir": "/m/chat"},
             {"name": "emb", "role": "embed", "base_url": "http://127.0.0.1:8002/v1"},
@@ -187,7 +193,9 @@ def test_command_lines_per_served_model(tmp_path):
     assert got["fim", "bench"]["argv"] == [
         bench, "--base-url", "http://127.0.0.1:8001", "--model", "fim", *key, "--no-progress",
         "--output", str(out / "models/fim/bench"), "--model-dir", "/m/fim",
-        "--workload", "fim", "--goodput", "ttft:300", "--num-requests", "16",
+        "--workload", "fim", "--fim-prefix", "<|fim_prefix|>", "--fim-suffix", "<|fim_suffix|>",
+        "--fim-middle", "<|fim_middle|>", "--fim-stop", "\n\n", "--goodput", "ttft:300",
+        "--num-requests", "16",
     ]  # fmt: skip
     assert got["fim", "quality"]["argv"][-5:] == [
         str(out / "models/fim/quality"),

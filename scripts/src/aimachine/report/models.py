@@ -128,7 +128,8 @@ def embed_section(
     where = f"models/{model['name']}/bench"
     levels = []
     for lv in (bench or {}).get("levels") or []:
-        s = lv.get("summary") or {}
+        # bench.json 1.1 keeps the embeddings figures in the summary's `embeddings` block
+        s = {**(lv.get("summary") or {}), **((lv.get("summary") or {}).get("embeddings") or {})}
         what = f"{where} level {lv['name']}"
         levels.append(
             {
@@ -142,10 +143,9 @@ def embed_section(
                     _scalar(
                         s,
                         (
+                            "prompt_tokens_per_s",
                             "tokens_per_s",
-                            "input_token_throughput",
                             "total_token_throughput",
-                            "prompt_throughput",
                         ),
                     ),
                     "tok/s",

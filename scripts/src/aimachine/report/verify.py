@@ -130,6 +130,7 @@ class Served:
     base_url: str
     model_dir: str | None
     service: str
+    fim: dict[str, Any] | None = None
 
 
 def served(config: dict[str, Any]) -> list[Served]:
@@ -155,8 +156,22 @@ def served(config: dict[str, Any]) -> list[Served]:
                 base_url=base,
                 model_dir=m.get("model_dir") or None,
                 service=str(m.get("service") or config.get("service", "aimachine-llm")),
+                fim=m.get("fim") or None,
             )
         )
+    return out
+
+
+def _fim_args(model: Served) -> list[str]:
+    """The model's own FIM markers (contract 3's `fim`) and the stop strings an editor sends."""
+    if model.role != "autocomplete" or not model.fim:
+        return []
+    out = []
+    for key in ("prefix", "suffix", "middle"):
+        if model.fim.get(key):
+            out += [f"--fim-{key}", str(model.fim[key])]
+    if model.fim.get("stop"):
+        out += ["--fim-stop", *[str(s) for s in model.fim["stop"]]]
     return out
 
 
@@ -256,7 +271,7 @@ def tool_commands(config: dict[str, Any], mode: str, out: Path, bin_dir: Path) -
         bench = [str(bin_dir / "aimachine-bench"), *common, "--no-progress", "--output", str(where / "bench")]
         if model.model_dir:
             bench += ["--model-dir", str(model.model_dir)]
-        bench += ROLE_BENCH[model.role] + _goodput(config, model.role)
+        bench += ROLE_BENCH[model.role] + _fim_args(model) + _goodput(config, model.role)
         bench += [str(a) for a in role_settings.get("bench") or []]
         quality = [str(bin_dir / "aimachine-quality"), *common, "--quiet", "--output", str(where / "quality")]
         quality += ROLE_QUALITY[model.role] + [str(a) for a in role_settings.get("quality") or []]
