@@ -404,11 +404,14 @@ def _html_block(block: Any, images: Path | None) -> str:
 
 def to_html(blocks: list[Any], title: str, images: Path | None = None) -> str:
     """One self-contained page: the summary sections first (boxed), a table of contents, the rest."""
-    summary = [b for b in blocks if isinstance(b, Section) and b.summary]
-    rest = [b for b in blocks if not (isinstance(b, Section) and b.summary)]
-    lead = [b for b in rest if not isinstance(b, Section)]
-    details = [b for b in rest if isinstance(b, Section)]
-    nav = "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in details)
+    first = next((i for i, b in enumerate(blocks) if isinstance(b, Section)), len(blocks))
+    last = max((i for i, b in enumerate(blocks) if isinstance(b, Section)), default=len(blocks) - 1)
+    lead, tail = blocks[:first], blocks[last + 1 :]
+    summary = [b for b in blocks[first : last + 1] if isinstance(b, Section) and b.summary]
+    details = [b for b in blocks[first : last + 1] if not (isinstance(b, Section) and b.summary)]
+    nav = "".join(
+        f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in details if isinstance(s, Section)
+    )
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n",
@@ -416,6 +419,7 @@ def to_html(blocks: list[Any], title: str, images: Path | None = None) -> str:
         '<section class="summary">' + "".join(_html_block(s, images) for s in summary) + "</section>\n",
         f"<nav>{nav}</nav>\n",
         "".join(_html_block(s, images) for s in details),
+        "".join(_html_block(b, images) for b in tail),
         "</body></html>\n",
     ]
     return "".join(parts)
