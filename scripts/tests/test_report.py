@@ -112,7 +112,11 @@ def test_markdown_shows_the_numbers_and_every_section(tmp_path):
     assert html.count("data:image/png;base64,") == len(report["plots"]) and 'src="quality.png"' not in html
     assert '<td class="r">' in html and '<section class="summary">' in html
     # the header, then the one-page summary, the details, the footer last
-    assert html.index("<h1>") < html.index('<section class="summary">') < html.index("Written by aimachine-report")
+    assert (
+        html.index("<h1>")
+        < html.index('<section class="summary">')
+        < html.index("Written by aimachine-report")
+    )
     assert json.loads((tmp_path / "report.json").read_text())["metrics"] == json.loads(json.dumps(m))
 
 

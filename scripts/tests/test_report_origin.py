@@ -364,48 +364,45 @@ def test_written_report_is_the_rendering_of_its_json(tmp_path):
         assert re.search(rf"\| {lv['name']} +\|", text)
 
 
-def test_autocomplete_section_from_a_recorded_fim_run(tmp_path):
-    """The bench's FIM workload recorded against the CPU engine: its latency per level, its goodput at the
-    autocomplete SLO (TTFT p99 <= 300 ms) and the capacity and developers from it (720 requests an hour)."""
+def test_model_sections_from_recorded_fim_and_embeddings_runs(tmp_path):
+    """The bench's FIM workload on the tiny autocomplete model and its embeddings workload on the CPU
+    embeddings engine: latency per level, the autocomplete goodput at its SLO (TTFT p99 <= 300 ms) and the
+    capacity from it, the embeddings throughput; infill and retrieval are not run yet and say so."""
     meta = _meta()
     meta["models"] = [
         {"name": "tiny-qwen2", "role": "chat", "id": meta["model"]["id"]},
-        {"name": "tiny-qwen2-fim", "role": "autocomplete", "id": "aimachine/tiny-qwen2"},
+        {"name": "tiny-fim", "role": "autocomplete", "id": "aimachine/tiny-fim"},
+        {"name": "tiny-embed", "role": "embed", "id": "aimachine/tiny-embed"},
     ]
-    bench = _json(DATA / "multi/models/tiny-qwen2-fim/bench/bench.json")
+    models = DATA / "multi/models"
+    fim, emb = _json(models / "tiny-fim/bench/bench.json"), _json(models / "tiny-embed/bench/bench.json")
     report = render_dir(
-        tmp_path,
-        meta,
-        DATA / "quick/bench",
-        DATA / "quick/quality",
-        config={},
-        history=[],
-        models_dir=DATA / "multi/models",
+        tmp_path, meta, DATA / "quick/bench", DATA / "quick/quality", config={}, history=[], models_dir=models
     )
-    a = next(m for m in report["models"] if m["role"] == "autocomplete")["autocomplete"]
+    by_role = {m["role"]: m for m in report["models"]}
+    a = by_role["autocomplete"]["autocomplete"]
     assert a["workload"] == "fim"
-    for row, level in zip(a["levels"], bench["levels"], strict=True):
+    for row, level in zip(a["levels"], fim["levels"], strict=True):
         assert row["ttft_p99_ms"]["value"] == level["summary"]["ttft_ms"]["p99"]
         assert row["total_p50_ms"]["value"] == level["summary"]["e2el_ms"]["p50"]
     cap = a["capacity"]
-    assert cap["slo"] == {"ttft_ms": capacity_rec(300.0, cap)}
-    fractions = [lv["goodput"]["fraction"] for lv in bench["levels"]]
+    assert cap["slo"] == {"ttft_ms": {"value": 300.0, "unit": "ms", "digits": 0, "source": cap["slo_source"]}}
+    fractions = [lv["goodput"]["fraction"] for lv in fim["levels"]]
     assert [r["fraction"]["value"] for r in cap["levels"]] == pytest.approx([100 * f for f in fractions])
     sustained = 0
-    for level, f in zip(bench["levels"], fractions, strict=True):
+    for level, f in zip(fim["levels"], fractions, strict=True):
         if f < 0.99:
             break
         sustained = level["concurrency"]
     assert cap["sustained_concurrency"]["value"] == sustained
+    assert cap["per_developer"]["requests_per_hour"]["value"] == 720
+    e = by_role["embed"]["embed"]
+    for row, level in zip(e["levels"], emb["levels"], strict=True):
+        assert row["inputs_per_s"]["value"] == level["summary"]["embeddings"]["inputs_per_s"]
+        assert row["tokens_per_s"]["value"] == level["summary"]["embeddings"]["prompt_tokens_per_s"]
+        assert row["latency_p99_ms"]["value"] == level["summary"]["e2el_ms"]["p99"]
     text = (tmp_path / "report.md").read_text()
-    assert (
-        "### Autocomplete model tiny-qwen2-fim" in text and "Infill pass@1: not measured in this run" in text
-    )
-    assert (
-        "autocomplete-tiny-qwen2-fim.png" in report["plots"] and "](autocomplete-tiny-qwen2-fim.png)" in text
-    )
+    assert "### Autocomplete model tiny-fim" in text and "Infill pass@1: not measured in this run" in text
+    assert "### Embedding model tiny-embed" in text and "Retrieval recall@1 / MRR: not measured" in text
+    assert "autocomplete-tiny-fim.png" in report["plots"] and "](autocomplete-tiny-fim.png)" in text
     assert doc.audit(render.render_blocks(report)) == []
-
-
-def capacity_rec(value: float, cap: dict) -> dict:
-    return {"value": value, "unit": "ms", "digits": 0, "source": cap["slo_source"]}
