@@ -73,6 +73,7 @@ def test_default_config_for_a_16gb_card():
         "max-model-len": 32768,
         "max-num-seqs": 112,
         "max-num-batched-tokens": 8192,
+        "max-cudagraph-capture-size": 112,
         "gpu-memory-utilization": 0.89,
         "tensor-parallel-size": 1,
         "enable-prefix-caching": True,
@@ -142,6 +143,8 @@ def test_speculation_renders_a_json_speculative_config(method, expected):
     # A JSON string: vLLM's --speculative-config parses it with json.loads, in every release.
     assert isinstance(config["speculative-config"], str)
     assert json.loads(config["speculative-config"]) == expected
+    # Graphs for every decode batch a speculative step verifies: 112 sequences x (1 + tokens), at most 512.
+    assert config["max-cudagraph-capture-size"] == (448 if method == "ngram" else 512)
     assert "speculative-config" not in yaml.safe_load(render(default_vars(llm_server_vllm_speculation="off")))
 
 
@@ -232,9 +235,9 @@ def test_rendered_config_keys_exist_in_vllm(tmp_path):
         timeout=900,
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert f"{good}: 13 keys are valid" in done.stdout
+    assert f"{good}: 14 keys are valid" in done.stdout
     for spec in specs:
-        assert f"{spec}: 14 keys are valid" in done.stdout, done.stderr
+        assert f"{spec}: 15 keys are valid" in done.stdout, done.stderr
     assert f"{bad_spec}: error: speculative-config: method 'ngramm' is not one of vLLM's" in done.stderr
     assert (
         f"{bad_spec}: error: speculative-config: prompt_lookup_maxx is not a SpeculativeConfig field "
