@@ -26,16 +26,72 @@ from safetensors.torch import save_file
 GROUP = 128
 # Shapes as the catalog (roles/vm-llm-aimachine/vars/catalog.yml) records them from config.json.
 PRESETS: dict[str, dict] = {
-    "qwen2.5-7b-awq": dict(arch="qwen2", layers=28, hidden=3584, inter=18944, heads=28, kv=4, hd=128,
-                           vocab=152064, tie=False, awq=True, dtype="float16"),
-    "qwen2.5-coder-1.5b": dict(arch="qwen2", layers=28, hidden=1536, inter=8960, heads=12, kv=2, hd=128,
-                               vocab=151936, tie=True, awq=False, dtype="bfloat16"),
-    "qwen2.5-coder-1.5b-awq": dict(arch="qwen2", layers=28, hidden=1536, inter=8960, heads=12, kv=2, hd=128,
-                                   vocab=151936, tie=True, awq=True, dtype="float16"),
-    "qwen3-embedding-0.6b": dict(arch="qwen3", layers=28, hidden=1024, inter=3072, heads=16, kv=8, hd=128,
-                                 vocab=151669, tie=True, awq=False, dtype="bfloat16", embed=True),
-    "qwen2.5-14b-awq": dict(arch="qwen2", layers=48, hidden=5120, inter=13824, heads=40, kv=8, hd=128,
-                            vocab=152064, tie=False, awq=True, dtype="float16"),
+    "qwen2.5-7b-awq": dict(
+        arch="qwen2",
+        layers=28,
+        hidden=3584,
+        inter=18944,
+        heads=28,
+        kv=4,
+        hd=128,
+        vocab=152064,
+        tie=False,
+        awq=True,
+        dtype="float16",
+    ),
+    "qwen2.5-coder-1.5b": dict(
+        arch="qwen2",
+        layers=28,
+        hidden=1536,
+        inter=8960,
+        heads=12,
+        kv=2,
+        hd=128,
+        vocab=151936,
+        tie=True,
+        awq=False,
+        dtype="bfloat16",
+    ),
+    "qwen2.5-coder-1.5b-awq": dict(
+        arch="qwen2",
+        layers=28,
+        hidden=1536,
+        inter=8960,
+        heads=12,
+        kv=2,
+        hd=128,
+        vocab=151936,
+        tie=True,
+        awq=True,
+        dtype="float16",
+    ),
+    "qwen3-embedding-0.6b": dict(
+        arch="qwen3",
+        layers=28,
+        hidden=1024,
+        inter=3072,
+        heads=16,
+        kv=8,
+        hd=128,
+        vocab=151669,
+        tie=True,
+        awq=False,
+        dtype="bfloat16",
+        embed=True,
+    ),
+    "qwen2.5-14b-awq": dict(
+        arch="qwen2",
+        layers=48,
+        hidden=5120,
+        inter=13824,
+        heads=40,
+        kv=8,
+        hd=128,
+        vocab=152064,
+        tie=False,
+        awq=True,
+        dtype="float16",
+    ),
 }
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -44,7 +100,7 @@ def _dense(shape: tuple[int, ...], dtype: torch.dtype, std: float = 0.02) -> tor
     return (torch.randn(shape, device=DEVICE, dtype=torch.float32) * std).to(dtype).cpu()
 
 
-def _linear(out: dict, name: str, fin: int, fout: int, bias: bool, awq: bool, dtype: torch.dtype) -> None:
+def _linear(out: dict, name: str, fin: int, fout: int, *, bias: bool, awq: bool, dtype: torch.dtype) -> None:
     if awq:
         # AWQ GEMM: qweight [in, out/8] int32, qzeros [in/128, out/8] int32, scales [in/128, out] fp16.
         out[name + ".qweight"] = torch.randint(
@@ -52,8 +108,10 @@ def _linear(out: dict, name: str, fin: int, fout: int, bias: bool, awq: bool, dt
         ).cpu()
         out[name + ".qzeros"] = torch.full((fin // GROUP, fout // 8), 0x88888888 - 2**32, dtype=torch.int32)
         out[name + ".scales"] = (
-            torch.rand((fin // GROUP, fout), device=DEVICE, dtype=torch.float32) * 2e-3 + 1e-4
-        ).to(torch.float16).cpu()
+            (torch.rand((fin // GROUP, fout), device=DEVICE, dtype=torch.float32) * 2e-3 + 1e-4)
+            .to(torch.float16)
+            .cpu()
+        )
     else:
         out[name + ".weight"] = _dense((fout, fin), dtype)
     if bias:
@@ -87,13 +145,15 @@ def write(preset: str, out_dir: Path, awq: bool | None = None) -> int:
     for layer in range(p["layers"]):
         pre = f"model.layers.{layer}"
         qkv_bias = p["arch"] == "qwen2"
-        _linear(shard, pre + ".self_attn.q_proj", h, p["heads"] * hd, qkv_bias, p["awq"], dtype)
-        _linear(shard, pre + ".self_attn.k_proj", h, p["kv"] * hd, qkv_bias, p["awq"], dtype)
-        _linear(shard, pre + ".self_attn.v_proj", h, p["kv"] * hd, qkv_bias, p["awq"], dtype)
-        _linear(shard, pre + ".self_attn.o_proj", p["heads"] * hd, h, False, p["awq"], dtype)
-        _linear(shard, pre + ".mlp.gate_proj", h, p["inter"], False, p["awq"], dtype)
-        _linear(shard, pre + ".mlp.up_proj", h, p["inter"], False, p["awq"], dtype)
-        _linear(shard, pre + ".mlp.down_proj", p["inter"], h, False, p["awq"], dtype)
+        _linear(
+            shard, pre + ".self_attn.q_proj", h, p["heads"] * hd, bias=qkv_bias, awq=p["awq"], dtype=dtype
+        )
+        _linear(shard, pre + ".self_attn.k_proj", h, p["kv"] * hd, bias=qkv_bias, awq=p["awq"], dtype=dtype)
+        _linear(shard, pre + ".self_attn.v_proj", h, p["kv"] * hd, bias=qkv_bias, awq=p["awq"], dtype=dtype)
+        _linear(shard, pre + ".self_attn.o_proj", p["heads"] * hd, h, bias=False, awq=p["awq"], dtype=dtype)
+        _linear(shard, pre + ".mlp.gate_proj", h, p["inter"], bias=False, awq=p["awq"], dtype=dtype)
+        _linear(shard, pre + ".mlp.up_proj", h, p["inter"], bias=False, awq=p["awq"], dtype=dtype)
+        _linear(shard, pre + ".mlp.down_proj", p["inter"], h, bias=False, awq=p["awq"], dtype=dtype)
         shard[pre + ".input_layernorm.weight"] = torch.ones(h, dtype=dtype)
         shard[pre + ".post_attention_layernorm.weight"] = torch.ones(h, dtype=dtype)
         if p["arch"] == "qwen3":

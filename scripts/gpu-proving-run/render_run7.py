@@ -31,7 +31,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks/render-serving-config.yml"
-H200 = {"name": "NVIDIA H200", "memory_total_mib": 143771, "memory_reserved_mib": 615, "compute_capability": "9.0"}
+H200 = {
+    "name": "NVIDIA H200",
+    "memory_total_mib": 143771,
+    "memory_reserved_mib": 615,
+    "compute_capability": "9.0",
+}
 CUDA_TOTAL_MIB = H200["memory_total_mib"] - H200["memory_reserved_mib"]
 CAP = 0.10826
 CARD_16GIB = {"name": "16 GiB card", "memory_total_mib": 16384, "compute_capability": "9.0"}
@@ -39,7 +44,11 @@ CARD_16GIB = {"name": "16 GiB card", "memory_total_mib": 16384, "compute_capabil
 # catalog's variant note computes): the 16-bit one does not fit beside the chat model (docs/sizing.md).
 CODER_AWQ = {"weights_gb": 1.15, "quantization": "awq"}
 MODELS = {
-    "chat": ("qwen2.5-7b-instruct-awq", "/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ", "qwen2.5-7b-instruct"),
+    "chat": (
+        "qwen2.5-7b-instruct-awq",
+        "/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ",
+        "qwen2.5-7b-instruct",
+    ),
     "coder": ("qwen2.5-coder-1.5b", "/tmp/m-coder", "qwen2.5-coder-1.5b"),
     "embed": ("qwen3-embedding-0.6b", "/tmp/m-embed", "qwen3-embedding-0.6b"),
     "tp2-14b": ("qwen2.5-14b-instruct-awq", "/tmp/m-14b", "qwen2.5-14b-instruct"),
@@ -55,7 +64,9 @@ def _sizing_module():
     return module
 
 
-def render(out: Path, name: str, model: str, path: str, served: str, profile: dict, gpus: list, **extra) -> dict:
+def render(
+    out: Path, name: str, model: str, path: str, served: str, *, profile: dict, gpus: list, **extra
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         variables = {
             "render_dir": tmp,
@@ -67,10 +78,18 @@ def render(out: Path, name: str, model: str, path: str, served: str, profile: di
             **extra,
         }
         done = subprocess.run(
-            [shutil.which("ansible-playbook", path=str(REPO / ".venv/bin")) or "ansible-playbook",
-             str(PLAYBOOK), "-e", json.dumps(variables)],
-            cwd=REPO, env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")),
-            capture_output=True, text=True, timeout=600, check=False,
+            [
+                shutil.which("ansible-playbook", path=str(REPO / ".venv/bin")) or "ansible-playbook",
+                str(PLAYBOOK),
+                "-e",
+                json.dumps(variables),
+            ],
+            cwd=REPO,
+            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         if done.returncode:
             sys.exit(f"{name}: render failed\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
@@ -78,8 +97,10 @@ def render(out: Path, name: str, model: str, path: str, served: str, profile: di
         if not (out / "aimachine-llm.env").exists():
             shutil.copy(Path(tmp) / "aimachine-llm.env", out / "aimachine-llm.env")
         sizing = json.loads((Path(tmp) / "sizing.json").read_text())
-    print(f"{name}.yaml: max-num-seqs {sizing['max_num_seqs']}, KV {sizing['kv_cache_tokens']} tokens, "
-          f"utilization {sizing['gpu_memory_utilization']}")
+    print(
+        f"{name}.yaml: max-num-seqs {sizing['max_num_seqs']}, KV {sizing['kv_cache_tokens']} tokens, "
+        f"utilization {sizing['gpu_memory_utilization']}"
+    )
     return sizing
 
 
@@ -89,14 +110,23 @@ def main() -> None:
     predictions: dict[str, dict] = {}
     base = {"gpu_memory_utilization": CAP, "max_model_len": 32768}
     model, path, served = MODELS["chat"]
-    predictions["profile"] = render(out, "profile", model, path, served, base, [H200])
+    predictions["profile"] = render(out, "profile", model, path, served, profile=base, gpus=[H200])
     for method in ("ngram", "suffix"):
         predictions[f"spec-{method}"] = render(
-            out, f"spec-{method}", model, path, served, base, [H200], render_speculation=method
+            out, f"spec-{method}", model, path, served, profile=base, gpus=[H200], render_speculation=method
         )
     profile = yaml.safe_load((out / "profile.yaml").read_text())
-    keep = ("model", "served-model-name", "host", "port", "max-model-len", "gpu-memory-utilization",
-            "enable-auto-tool-choice", "tool-call-parser", "generation-config")
+    keep = (
+        "model",
+        "served-model-name",
+        "host",
+        "port",
+        "max-model-len",
+        "gpu-memory-utilization",
+        "enable-auto-tool-choice",
+        "tool-call-parser",
+        "generation-config",
+    )
     defaults = {k: profile[k] for k in keep if k in profile}
     (out / "defaults.yaml").write_text(
         "# vLLM's defaults: only the model, its name, the address, the cap, the context (and tools).\n"
@@ -114,8 +144,10 @@ def main() -> None:
 
     roles = {"chat": "chat", "coder": "autocomplete", "embed": "embed"}
     bundle = sizing.bundle_sizing(
-        [{"name": n, "role": roles[n], "model": props(MODELS[n][0], CODER_AWQ if n == "coder" else None)}
-         for n in roles],
+        [
+            {"name": n, "role": roles[n], "model": props(MODELS[n][0], CODER_AWQ if n == "coder" else None)}
+            for n in roles
+        ],
         CARD_16GIB,
     )
     predictions["bundle"] = {"arithmetic": bundle["arithmetic"], "card": CARD_16GIB}
@@ -127,15 +159,23 @@ def main() -> None:
         )
         model, path, served = MODELS[name]
         predictions[name] = render(
-            out, name, model, path, served, wishes, [H200], render_port=port,
+            out,
+            name,
+            model,
+            path,
+            served,
+            profile=wishes,
+            gpus=[H200],
+            render_port=port,
             render_entry_overrides=CODER_AWQ if name == "coder" else {},
         )
         predictions[name]["bundle_share_of_16gib"] = instance["gpu_memory_utilization"]
 
     # Issue 21: the 14B over two GPUs, each capped to a 16 GiB card's budget.
     model, path, served = MODELS["tp2-14b"]
-    predictions["tp2-14b"] = render(out, "tp2-14b", model, path, served, dict(base, tensor_parallel_size=2),
-                                    [H200, H200])
+    predictions["tp2-14b"] = render(
+        out, "tp2-14b", model, path, served, profile=dict(base, tensor_parallel_size=2), gpus=[H200, H200]
+    )
     (out / "predictions.json").write_text(json.dumps(predictions, indent=1))
     print(f"wrote {sorted(p.name for p in out.iterdir())}")
 
