@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from aimachine.bench.server_metrics import Scrape, level_delta, parse_exposition
-from aimachine.report import speculation
+from aimachine.report import doc, render, speculation
 from aimachine.report.build import Inputs, build_report
 
 DATA = Path(__file__).parent / "data"
@@ -56,13 +56,18 @@ def test_faster_at_every_level_is_chosen_with_its_worst_level_gain():
     assert decision["speedup"] == pytest.approx(1.05)
     assert "ngram against off: faster (output throughput +5.0 % to +40.0 %" in section["text"]
     assert "Faster here: ngram, by +5.0 % at its worst level." in section["text"]
-    row = next(r for r in section["rows"] if r["method"] == "ngram" and r["concurrency"] == 1)
+    row = next(r for r in section["levels"] if r["method"] == "ngram" and r["concurrency"] == 1)
     assert row["throughput_ratio"] == pytest.approx(1.40)
     assert row["output_tok_s_off"] == pytest.approx(258.983, abs=0.01)
     assert row["acceptance_rate"] == pytest.approx(0.5) and row["mean_acceptance_length"] == pytest.approx(
         2.5
     )
-    assert len(section["rows"]) == len(OFF["levels"])
+    assert len(section["levels"]) == len(OFF["levels"])
+    # The report's records: a value with its measurement, three per level (tok/s both ways, acceptance).
+    assert len(section["rows"]) == 3 * len(OFF["levels"])
+    first = section["rows"][0]
+    assert first["label"] == "ngram and off at 1 streams: output throughput, ngram"
+    assert first["unit"] == "tok/s" and first["measured"].startswith("aimachine-bench, bench.json levels c1")
 
 
 def test_faster_alone_but_slower_at_the_teams_concurrency_keeps_off():
@@ -113,8 +118,10 @@ def test_different_workloads_are_not_compared_and_absent_runs_say_so():
     section = speculation.report_section(bench={"off": OFF, "ngram": other})
     assert section["decision"]["verdicts"]["ngram"]["verdict"] == "not comparable"
     assert section["decision"]["choice"] == "off"
-    assert speculation.report_section(bench={"off": OFF})["decision"]["reason"] == "not measured"
-    assert speculation.report_section()["rows"] == []
+    # Not measured both ways (a plain bench.json, as report/strategies.py passes): nothing to show.
+    assert speculation.report_section(bench={"off": OFF}) == {}
+    assert speculation.report_section(bench=OFF) == {}
+    assert speculation.report_section() == {}
 
 
 def test_history_names_an_earlier_other_choice():
@@ -127,7 +134,13 @@ def test_history_names_an_earlier_other_choice():
 def test_the_report_carries_the_section():
     ngram = _on(dict.fromkeys((1, 2, 4, 8, 16, 32, 64), 1.2))
     report = build_report(Inputs(meta={}, bench=OFF, quality=None, speculation={"off": OFF, "ngram": ngram}))
-    assert report["speculation"]["decision"]["choice"] == "ngram"
-    assert build_report(Inputs(meta={}, bench=OFF, quality=None))["speculation"]["decision"]["reason"] == (
-        "not measured"
+    spec = report["strategies"]["speculation"]
+    assert spec["available"] is True and spec["decision"]["choice"] == "ngram"
+    assert (
+        build_report(Inputs(meta={}, bench=OFF, quality=None))["strategies"]["speculation"]["available"]
+        is False
     )
+    # Rendered with every number's provenance (the report's audit stays clean).
+    text = render.render_markdown(report)
+    assert "**Speculative decoding**: ngram against off: faster" in text
+    assert doc.audit(render.render_blocks(report)) == []

@@ -750,10 +750,14 @@ def build_report(
         "weaknesses": assess.weaknesses(suit, scenarios),
         "hybrid": assess.hybrid(suit, cost, config.get("cost") or {}),
         "strategies": strategies_section(meta, perf, history, refs, inputs.bench),
-        "speculation": speculation_section(meta=meta, bench=inputs.speculation, history=history),
         "metrics": metrics,
         "benchmarks": refs.get("benchmarks") or [],
     }
+    if inputs.speculation:
+        # Measured both ways by llm_verify: shown under the strategies (report/strategies.py).
+        measured = speculation_section(meta=meta, bench=inputs.speculation, history=history)
+        if measured:
+            report["strategies"]["speculation"] = {"available": True, **measured}
     report["personas"] = assess.personas(capacity, grade, cost)
     report["quantization"] = _quantization_section(meta, metrics, history, refs)
     report["gates"] = evaluate_gates(config.get("gates") or [], metrics)

@@ -19,14 +19,18 @@ The decision, from recorded numbers only:
   ``random_weights``) makes no choice: random text accepts almost nothing, so its figures are the
   overhead of proposing, never a speedup.
 
-``report_section(meta=, bench=, history=)`` returns ``{"text", "rows", "decision"}``; rows are
-one per method and level, with the measured figures and where they come from.
+``report_section(meta=, bench=, history=)`` returns ``{}`` when speculation was not measured both
+ways (a plain bench.json, or no baseline), else ``{"text", "rows", "levels", "decision"}``: rows
+are the report's records (label + value, unit, digits, measured: report/strategies.py shows them
+in "Improvement strategies"), levels one dict per method and level with every figure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from aimachine.report.records import rec
 
 # Below this relative difference in output throughput two runs are taken as equal: the
 # level-to-level spread of repeated runs on the lent H200 was 1-3 % (docs/benchmarks.md).
@@ -83,14 +87,9 @@ def report_section(
     bench = bench or {}
     random = _random_weights(meta)
     base = bench.get(BASELINE)
-    methods = [m for m in bench if m != BASELINE]
-    if base is None or not methods:
-        return {
-            "text": "Speculative decoding was not measured in this run "
-            "(it needs a run with it off and one with it on).",
-            "rows": [],
-            "decision": {"choice": None, "reason": "not measured"},
-        }
+    methods = [m for m in bench if m != BASELINE and isinstance(bench[m], Mapping) and "levels" in bench[m]]
+    if not isinstance(base, Mapping) or not methods:
+        return {}
     base_levels = _levels(base)
     rows: list[dict[str, Any]] = []
     verdicts: dict[str, dict[str, Any]] = {}
@@ -189,4 +188,27 @@ def report_section(
     if previous is not None and previous != decision.get("choice"):
         lines.append(f"The previous report chose {previous}.")
     decision["verdicts"] = verdicts
-    return {"text": " ".join(lines), "rows": rows, "decision": decision}
+    records = []
+    for row in rows:
+        where = f"{row['method']} and {BASELINE} at {row['concurrency']} streams"
+        measured = f"aimachine-bench, {row['source']}"
+        records.append(
+            {
+                "label": f"{where}: output throughput, {row['method']}",
+                **rec(row["output_tok_s"], "tok/s", digits=0, measured=measured),
+            }
+        )
+        records.append(
+            {
+                "label": f"{where}: output throughput, {BASELINE}",
+                **rec(row["output_tok_s_off"], "tok/s", digits=0, measured=measured),
+            }
+        )
+        if row["acceptance_rate"] is not None:
+            records.append(
+                {
+                    "label": f"{where}: draft tokens accepted (vLLM's counters)",
+                    **rec(100 * row["acceptance_rate"], "%", digits=1, measured=measured),
+                }
+            )
+    return {"text": " ".join(lines), "rows": records, "levels": rows, "decision": decision}
