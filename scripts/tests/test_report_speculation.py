@@ -144,3 +144,14 @@ def test_the_report_carries_the_section():
     text = render.render_markdown(report)
     assert "**Speculative decoding**: ngram against off: faster" in text
     assert doc.audit(render.render_blocks(report)) == []
+
+
+def test_the_command_line_decides_from_a_directory(tmp_path, capsys):
+    for label, bench in (("off", OFF), ("ngram", _on(dict.fromkeys((1, 2, 4, 8, 16, 32, 64), 0.8)))):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "bench.json").write_text(json.dumps(bench), encoding="utf-8")
+    assert speculation.main([str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["choice"] == "off" and "ngram against off: slower" in out["text"]
+    speculation.main([str(tmp_path), "--random-weights"])
+    assert json.loads(capsys.readouterr().out)["choice"] is None

@@ -212,3 +212,34 @@ def report_section(
                 }
             )
     return {"text": " ".join(lines), "rows": records, "levels": rows, "decision": decision}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m aimachine.report.speculation DIR`: DIR/<off | method>/bench.json -> the decision as
+    one JSON line (llm_verify's speculation step reads it); random weights with --random-weights."""
+    import argparse  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    cli = argparse.ArgumentParser(description=main.__doc__)
+    cli.add_argument("dir", type=Path)
+    cli.add_argument("--random-weights", action="store_true")
+    args = cli.parse_args(argv)
+    bench = {
+        d.name: json.loads((d / "bench.json").read_text(encoding="utf-8"))
+        for d in sorted(args.dir.iterdir())
+        if (d / "bench.json").is_file()
+    }
+    meta = {"speculation": {"random_weights": args.random_weights}}
+    section = report_section(meta=meta, bench=bench)
+    decision = section.get("decision") or {"choice": None, "reason": "not measured both ways"}
+    print(
+        json.dumps(
+            {"choice": decision.get("choice"), "reason": decision.get("reason"), "text": section.get("text")}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
