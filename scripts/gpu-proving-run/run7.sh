@@ -53,6 +53,9 @@ start() {
       if ! kill -0 $pid 2>/dev/null; then
         bad=$(grep -o 'unrecognized arguments: --[a-z0-9-]*' $R/vllm-$label.log | head -1 | sed 's/.*--//')
         if [ -n "$bad" ] && [ $try -lt 3 ]; then log "$label: this vLLM lacks $bad; dropped, retrying"; sed -i "/^$bad:/d" "$cfg"; continue 2; fi
+        # An older PoolerConfig may name its fields otherwise: its default pooling (last token) then.
+        if grep -q '^pooler-config:' "$cfg" && grep -qiE 'pooler|pooling_type|is_matryoshka' $R/vllm-$label.log && [ $try -lt 3 ]; then
+          log "$label: this vLLM refuses the catalog's pooler-config/hf-overrides; dropped, retrying"; sed -i '/^pooler-config:/d; /^hf-overrides:/d' "$cfg"; continue 2; fi
         log "$label DIED"; tail -25 $R/vllm-$label.log | cut -c1-400; return 1
       fi
       if [ "$(left)" -lt 3 ]; then log "$label not healthy before the budget ran out"; stop $port; return 1; fi
