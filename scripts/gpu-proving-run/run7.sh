@@ -111,6 +111,9 @@ EOF
       python3 scripts/gpu-proving-run/make_checkpoint.py qwen3-embedding-0.6b /tmp/m-embed || exit 1
       for d in /tmp/model /tmp/m-coder /tmp/m-embed; do cp .gpu/tools/stand-in-tokenizer/* $d/; done
       cp -f .gpu/tools/tok152k/* /tmp/model/; cp -f .gpu/tools/tok152k/* /tmp/m-coder/
+      # The coder's vocabulary is 151,936: no token id of a prompt may reach past it (an embedding
+      # lookup out of range), so its copy of the extended tokenizer stops there.
+      python3 -c "import json; p = '/tmp/m-coder/tokenizer.json'; d = json.load(open(p)); d['model']['vocab'] = {k: i for k, i in d['model']['vocab'].items() if i < 151936}; json.dump(d, open(p, 'w'), ensure_ascii=False)"
       ln -sfn /tmp/model $M; du -sh /tmp/model /tmp/m-coder /tmp/m-embed | tee -a $R/summary.txt
       nvidia-smi --query-gpu=name,memory.total,memory.reserved,driver_version --format=csv | tee -a $R/summary.txt ;;
     a-profile) need 200 || continue; stop_all; start profile "$(cfg profile)" 8000 || { rc=1; stop_all; }
