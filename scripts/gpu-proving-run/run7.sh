@@ -126,7 +126,7 @@ EOF
     d-restart) need 150 || continue; stop_all
       # The import bound first, on an idle machine.
       python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import vllm.entrypoints.openai.api_server {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
-      du -sh /var/lib/aimachine/server/.cache/* 2>/dev/null | tee -a $R/summary.txt
+      du -sh /var/lib/aimachine/server/* 2>/dev/null | tee -a $R/summary.txt
       date +%T.%N > $R/restart-t0.txt; start restart "$(cfg profile)" 8000 || rc=1
       # Where the time goes: vLLM's own timestamped lines, from the process start to healthy.
       grep -hE "non-default args|Loading weights|Model loading took|torch.compile|Compil|Capturing CUDA graph|Graph capturing finished|init engine|Starting vLLM API server|Application startup complete" \
