@@ -8,7 +8,8 @@ Run it with the Python of a venv that has the pinned vLLM (nothing is started, n
 Fails (exit 1) when a key is not a `vllm serve` option (renamed or removed flag), when a key set
 to false has no --no-<key> form (vLLM would silently drop it), when vLLM's parser rejects a value,
 when its serve-argument validation fails, or when the tool-call/reasoning parser is not one vLLM
-knows. Deprecated options are reported, and fail with --strict.
+knows, or when a speculative-config is not a SpeculativeConfig (unknown field or method).
+Deprecated options are reported, and fail with --strict.
 """
 
 from __future__ import annotations
@@ -71,6 +72,42 @@ def check_keys(config: dict[str, Any], serve: Any) -> tuple[list[str], list[str]
     return errors, warnings
 
 
+def _literal_values(tp: Any) -> set[str]:
+    """Every string of a (nested) typing.Literal."""
+    import typing  # noqa: PLC0415
+
+    values: set[str] = set()
+    for arg in typing.get_args(tp):
+        if isinstance(arg, str):
+            values.add(arg)
+        else:
+            values |= _literal_values(arg)
+    return values
+
+
+def check_speculative_config(spec: Any) -> list[str]:
+    """The parsed --speculative-config against vLLM's SpeculativeConfig: a mapping whose keys are
+    its fields and whose method is one it knows (the rest needs the model: vLLM checks it at start)."""
+    import dataclasses  # noqa: PLC0415
+
+    from vllm.config.speculative import SpeculativeConfig, SpeculativeMethod  # noqa: PLC0415
+
+    if not isinstance(spec, dict):
+        return [f"speculative-config must be a JSON object, got {type(spec).__name__}"]
+    errors = []
+    fields = {f.name for f in dataclasses.fields(SpeculativeConfig)}
+    for key in sorted(set(spec) - fields):
+        close = difflib.get_close_matches(key, sorted(fields), n=3)
+        hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+        errors.append(f"speculative-config: {key} is not a SpeculativeConfig field{hint}")
+    methods = _literal_values(SpeculativeMethod)
+    method = spec.get("method")
+    if method is not None and method not in methods:
+        known = ", ".join(sorted(methods))
+        errors.append(f"speculative-config: method {method!r} is not one of vLLM's: {known}")
+    return errors
+
+
 def check_values(path: Path, parser: Any, config: dict[str, Any]) -> list[str]:
     """Let vLLM parse the file as `vllm serve --config` does, then run its serve-argument checks."""
     errors: list[str] = []
@@ -91,6 +128,9 @@ def check_values(path: Path, parser: Any, config: dict[str, Any]) -> list[str]:
     except (TypeError, ValueError, KeyError) as error:
         errors.append(f"vLLM's serve-argument validation: {error}")
 
+    spec = getattr(args, "speculative_config", None)
+    if spec is not None:
+        errors += check_speculative_config(spec)
     if config.get("tool-call-parser") or config.get("tool_call_parser"):
         from vllm.tool_parsers import ToolParserManager  # noqa: PLC0415
 

@@ -136,12 +136,15 @@ def _sum_parts(result: dict) -> float:
 def test_default_model_on_a_16gb_desktop_card():
     result = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_DESKTOP, {})
     assert result["max_model_len"] == 32768
-    assert result["max_num_seqs"] == 16
-    assert result["max_num_batched_tokens"] == 2048
+    # 121,600 KV tokens / the 1024-token footprint = 118, down to a step of 8 (docs/sizing.md);
+    # the sampler and graphs for those 112 sequences are inside the prediction.
+    assert result["max_num_seqs"] == 112
+    assert result["max_num_seqs"] == sizing.seqs_from_capacity(result["kv_cache_tokens"])
+    assert result["max_num_batched_tokens"] == 8192
     # (15.57 GiB usable - 0.59 GiB CUDA context - 1.2 GB desktop) / 15.57 GiB, floored.
     assert result["gpu_memory_utilization"] == 0.89
     assert result["kv_bytes_per_token"] == 57344
-    assert result["kv_cache_tokens"] == 128688
+    assert result["kv_cache_tokens"] == 121600
     assert result["kv_cache_tokens"] % 16 == 0  # whole 16-token blocks
     assert result["warnings"] == []
     a = result["arithmetic"]
@@ -170,7 +173,7 @@ def test_14b_forced_onto_one_16gb_card_fails_with_the_numbers():
     with pytest.raises(sizing.SizingError) as raised:
         sizing.vllm_sizing(qwen25_14b(), CARD_16GB_DESKTOP, {"max_model_len": 32768, "min_model_len": 32768})
     message = str(raised.value)
-    assert "holds 15040 tokens at 196608 B/token" in message
+    assert "holds 14448 tokens at 196608 B/token" in message
     assert "needs at least 32768 tokens" in message
     assert "weights 9.29 GiB" in message
     assert "Suggestion: tensor_parallel_size 2 on 2 GPUs" in message
@@ -187,8 +190,8 @@ def test_14b_fits_32k_on_two_16gb_cards():
 
 def test_14b_on_one_card_with_a_lower_floor_shrinks_the_context_and_says_so():
     result = sizing.vllm_sizing(qwen25_14b(), CARD_16GB_DESKTOP, {})
-    assert result["max_model_len"] == 13312  # 90% of 15328 tokens, down to a 1024 step
-    assert any("context reduced from 32768 to 13312" in w for w in result["warnings"])
+    assert result["max_model_len"] == 12288  # 90% of 14448 tokens (8 sequences), down to a 1024 step
+    assert any("context reduced from 32768 to 12288" in w for w in result["warnings"])
 
 
 def test_unquantized_7b_does_not_fit_a_16gb_card():
@@ -358,11 +361,121 @@ def test_prediction_matches_the_recorded_vllm_start(batched):
     log = (DATA / f"vllm-0.26.0-h200-start-{batched}.log").read_text(encoding="utf-8")
     assert f"'max_num_batched_tokens': {batched}" in log
     util, _, fit_bytes = _FIT.search(log).groups()
+    # The recorded starts ran the earlier fixed 16 sequences; the log says so.
+    assert "'max_num_seqs': 16" in log
     result = sizing.vllm_sizing(
-        qwen25_7b(), H200, {"gpu_memory_utilization": float(util), "max_num_batched_tokens": batched}
+        qwen25_7b(),
+        H200,
+        {"gpu_memory_utilization": float(util), "max_num_batched_tokens": batched, "max_num_seqs": 16},
     )
     predicted = result["kv_cache_gib"] * GIB
     fit = int(fit_bytes)
     # Never above what vLLM says fits its budget (that would promise context it refuses), and
     # within 3 % of it (a lower figure wastes KV cache).
     assert 0.97 * fit <= predicted <= fit, (predicted / GIB, fit / GIB)
+
+
+# --- max_num_seqs from the KV cache (issue 15.1) ------------------------------------------------
+
+
+def test_max_num_seqs_follows_the_kv_cache_within_bounds():
+    assert sizing.seqs_from_capacity(121600) == 112  # 118 by the 1024-token footprint, steps of 8
+    assert sizing.seqs_from_capacity(4000) == sizing.MIN_NUM_SEQS
+    assert sizing.seqs_from_capacity(10**7) == sizing.MAX_NUM_SEQS
+    big = dict(CARD_16GB_HEADLESS, memory_total_mib=81559, memory_reserved_mib=0, memory_free_mib=None)
+    assert sizing.vllm_sizing(qwen25_7b(), big, {})["max_num_seqs"] == 256
+    # The 14B squeezed onto one card: its small KV cache gets the floor.
+    assert sizing.vllm_sizing(qwen25_14b(), CARD_16GB_DESKTOP, {})["max_num_seqs"] == 8
+
+
+def test_more_sequences_cost_sampler_and_graph_memory_inside_the_prediction():
+    fixed16 = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_HEADLESS, {"max_num_seqs": 16})
+    auto = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_HEADLESS, {})
+    assert auto["max_num_seqs"] == 128
+    extra = (auto["max_num_seqs"] - 16) * (152064 * 4 * 2 + sizing.CUDA_GRAPH_PER_SEQ_BYTES)
+    a16, a = fixed16["arithmetic"], auto["arithmetic"]
+    assert a["overhead_bytes_per_gpu"] - a16["overhead_bytes_per_gpu"] == extra
+    assert fixed16["kv_cache_tokens"] - auto["kv_cache_tokens"] == pytest.approx(extra / 57344, abs=16)
+    # Still a fixed point: the capacity left supports the count chosen.
+    assert sizing.seqs_from_capacity(auto["kv_cache_tokens"]) == auto["max_num_seqs"]
+    # A count set in the profile is kept, and warned about when the KV cache cannot hold it.
+    assert "set by the profile" in a16["max_num_seqs_rule"]
+    crowded = sizing.vllm_sizing(qwen25_7b(), CARD_16GB_HEADLESS, {"max_num_seqs": 200})
+    assert any("max_num_seqs 200 exceeds" in w for w in crowded["warnings"])
+
+
+def test_pooling_runner_has_no_sampler():
+    embed = sizing.model_props(config("qwen3-embedding-0.6b.config.json"), 1_191_586_416)
+    generate = sizing.vllm_sizing(embed, CARD_16GB_HEADLESS, {"max_num_seqs": 16})
+    pooling = sizing.vllm_sizing(embed, CARD_16GB_HEADLESS, {"max_num_seqs": 16, "runner": "pooling"})
+    assert "pooling: no sampler" in pooling["arithmetic"]["activation_formula"]
+    saved = generate["arithmetic"]["overhead_bytes_per_gpu"] - pooling["arithmetic"]["overhead_bytes_per_gpu"]
+    assert saved == 16 * 151669 * 4 * 2
+    with pytest.raises(sizing.SizingError, match="runner must be"):
+        sizing.vllm_sizing(embed, CARD_16GB_HEADLESS, {"runner": "score"})
+
+
+# --- several models on one card (issue 16.2) ----------------------------------------------------
+
+CATALOG = REPO / "roles/vm-llm-aimachine/vars/catalog.yml"
+CARD_16GIB = {"name": "16 GiB card", "memory_total_mib": 16384, "compute_capability": "8.9"}
+
+
+def _entry(name: str, weights_gb: float | None = None) -> dict:
+    import yaml
+
+    entry = yaml.safe_load(CATALOG.read_text())["__vm_llm_aimachine_catalog"][name]
+    return dict(entry["shape"], weights_bytes=int((weights_gb or entry["weights_gb"]) * 1e9))
+
+
+def _bundle(coder_gb: float | None = None) -> list[dict]:
+    return [
+        {"name": "chat", "role": "chat", "model": _entry("qwen2.5-7b-instruct-awq")},
+        {"name": "coder", "role": "autocomplete", "model": _entry("qwen2.5-coder-1.5b", coder_gb)},
+        {"name": "embed", "role": "embed", "model": _entry("qwen3-embedding-0.6b")},
+    ]
+
+
+def test_16gb_bundle_with_a_4bit_coder_fits_and_the_shares_sum_within_the_card():
+    # 1.15 GB: the catalog's variant note for Qwen2.5-Coder-1.5B-Instruct-AWQ (computed).
+    result = sizing.bundle_sizing(_bundle(1.15), CARD_16GIB)
+    by = {i["name"]: i for i in result["instances"]}
+    total = sum(i["gpu_memory_utilization"] for i in result["instances"])
+    # Three CUDA contexts stay outside the shares.
+    assert total <= (16 * GIB - 3 * sizing.CUDA_CONTEXT_BYTES) / (16 * GIB)
+    assert result["arithmetic"]["gpu_memory_utilization_total"] == pytest.approx(total)
+    assert by["coder"]["sizing"]["max_model_len"] == 4096
+    assert by["coder"]["sizing"]["kv_cache_tokens"] >= 16384
+    assert by["coder"]["sizing"]["max_num_batched_tokens"] == 2048
+    assert by["embed"]["sizing"]["max_model_len"] == 4096
+    assert "pooling" in by["embed"]["sizing"]["arithmetic"]["activation_formula"]
+    chat = by["chat"]["sizing"]
+    assert chat["max_model_len"] >= 8192 and chat["max_num_seqs"] >= 8
+    # Each share is what vllm_sizing computes for it: budget + the others' never exceed the card.
+    budgets = sum(i["sizing"]["arithmetic"]["budget_bytes_per_gpu"] for i in result["instances"])
+    assert budgets <= 16 * GIB - 3 * sizing.CUDA_CONTEXT_BYTES
+    assert result["warnings"] == []
+
+
+def test_16gb_bundle_with_the_16bit_coder_does_not_fit_and_says_by_how_much():
+    with pytest.raises(sizing.SizingError) as raised:
+        sizing.bundle_sizing(_bundle(), CARD_16GIB)
+    message = str(raised.value)
+    assert message.startswith("the models do not fit on one card: chat:")
+    assert "3 CUDA contexts 1.76 GiB outside, 14.24 GiB for the instances" in message
+    assert "coder (autocomplete): 4.57 GiB = weights 2.88" in message
+    assert "embed (embed): 2.65 GiB = weights 1.11" in message
+
+
+def test_bundle_that_does_not_fit_before_the_chat_model():
+    models = [
+        {"name": "big", "role": "autocomplete", "model": qwen25_14b()},
+        {"name": "coder", "role": "autocomplete", "model": _entry("qwen2.5-coder-1.5b")},
+        {"name": "chat", "role": "chat", "model": qwen25_7b()},
+    ]
+    with pytest.raises(sizing.SizingError, match=r"GiB short before any chat model"):
+        sizing.bundle_sizing(models, CARD_16GIB)
+    with pytest.raises(sizing.SizingError, match="role must be one of"):
+        sizing.bundle_sizing([{"name": "x", "role": "vision", "model": qwen25_7b()}], CARD_16GIB)
+    with pytest.raises(sizing.SizingError, match="unique name"):
+        sizing.bundle_sizing([{"name": "a", "role": "chat", "model": qwen25_7b()}] * 2, CARD_16GIB)

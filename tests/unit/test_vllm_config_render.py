@@ -71,8 +71,9 @@ def test_default_config_for_a_16gb_card():
         "host": "127.0.0.1",
         "port": 8000,
         "max-model-len": 32768,
-        "max-num-seqs": 16,
-        "max-num-batched-tokens": 2048,
+        "max-num-seqs": 112,
+        "max-num-batched-tokens": 8192,
+        "max-cudagraph-capture-size": 112,
         "gpu-memory-utilization": 0.89,
         "tensor-parallel-size": 1,
         "enable-prefix-caching": True,
@@ -80,7 +81,8 @@ def test_default_config_for_a_16gb_card():
         "tool-call-parser": "hermes",
         "generation-config": "auto",
     }
-    assert "KV cache 6.87 GiB, which holds 128688 tokens at 57344 B/token" in text
+    assert "KV cache 6.49 GiB, which holds 121600 tokens at 57344 B/token" in text
+    assert "speculative-config" not in config
 
 
 def test_no_secret_and_no_forced_quantization_in_the_file():
@@ -127,6 +129,64 @@ def test_sizing_warnings_end_up_in_the_file():
 
 
 @pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        (
+            "ngram",
+            {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4, "prompt_lookup_min": 2},
+        ),
+        ("suffix", {"method": "suffix"}),
+    ],
+)
+def test_speculation_renders_a_json_speculative_config(method, expected):
+    config = yaml.safe_load(render(default_vars(llm_server_vllm_speculation=method)))
+    # A JSON string: vLLM's --speculative-config parses it with json.loads, in every release.
+    assert isinstance(config["speculative-config"], str)
+    assert json.loads(config["speculative-config"]) == expected
+    # Graphs for every decode batch a speculative step verifies: 112 sequences x (1 + tokens), at most 512.
+    assert config["max-cudagraph-capture-size"] == (448 if method == "ngram" else 512)
+    assert "speculative-config" not in yaml.safe_load(render(default_vars(llm_server_vllm_speculation="off")))
+
+
+DRAFT = {
+    "method": "eagle3",
+    "path": "/var/lib/aimachine/models/Qwen3-8B-speculator.eagle3",
+    "repo_id": "RedHatAI/Qwen3-8B-speculator.eagle3",
+    "revision": "0123456789abcdef0123456789abcdef01234567",
+}
+
+
+def test_draft_speculation_needs_a_pinned_head():
+    text = render(
+        default_vars(
+            llm_server_vllm_speculation="draft",
+            llm_server_vllm_speculation_draft=DRAFT,
+            llm_server_vllm_speculation_tokens=4,
+        )
+    )
+    assert json.loads(yaml.safe_load(text)["speculative-config"]) == {
+        "method": "eagle3",
+        "model": DRAFT["path"],
+        "num_speculative_tokens": 4,
+    }
+    assert f"@ {DRAFT['revision']}" in text
+    for bad in ({}, dict(DRAFT, revision="main"), dict(DRAFT, path="")):
+        with pytest.raises(AnsibleError, match="pinned 40-hex revision"):
+            render(default_vars(llm_server_vllm_speculation="draft", llm_server_vllm_speculation_draft=bad))
+    with pytest.raises(AnsibleError, match="must be eagle3, eagle or draft_model"):
+        render(
+            default_vars(
+                llm_server_vllm_speculation="draft",
+                llm_server_vllm_speculation_draft=dict(DRAFT, method="medusa"),
+            )
+        )
+    with pytest.raises(AnsibleError, match="must be off, ngram, suffix or draft"):
+        render(default_vars(llm_server_vllm_speculation="mtp"))
+    with pytest.raises(AnsibleError, match="which the role already sets"):
+        render(default_vars(llm_server_vllm_extra_config={"speculative_config": {"method": "ngram"}}))
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
         ({"api-key": "x"}, "EnvironmentFile"),
@@ -157,15 +217,32 @@ def test_rendered_config_keys_exist_in_vllm(tmp_path):
     good.write_text(render(default_vars()))
     bogus = tmp_path / "bogus.yaml"
     bogus.write_text(render(default_vars(llm_server_vllm_extra_config={"max-modle-len": 4096})))
+    specs = []
+    for method in ("ngram", "suffix"):
+        specs.append(tmp_path / f"spec-{method}.yaml")
+        specs[-1].write_text(render(default_vars(llm_server_vllm_speculation=method)))
+    bad_spec = tmp_path / "bad-spec.yaml"
+    bad_spec.write_text(
+        render(default_vars(llm_server_vllm_speculation="ngram"))
+        .replace('\\"ngram\\"', '\\"ngramm\\"')
+        .replace("prompt_lookup_max", "prompt_lookup_maxx")
+    )
     done = subprocess.run(
-        [_vllm_python(), str(CHECKER), str(good), str(bogus)],
+        [_vllm_python(), str(CHECKER), str(good), str(bogus), *specs, str(bad_spec)],
         check=False,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert f"{good}: 13 keys are valid" in done.stdout
+    assert f"{good}: 14 keys are valid" in done.stdout
+    for spec in specs:
+        assert f"{spec}: 15 keys are valid" in done.stdout, done.stderr
+    assert f"{bad_spec}: error: speculative-config: method 'ngramm' is not one of vLLM's" in done.stderr
+    assert (
+        f"{bad_spec}: error: speculative-config: prompt_lookup_maxx is not a SpeculativeConfig field "
+        "(did you mean: prompt_lookup_max" in done.stderr
+    )
     assert (
         f"{bogus}: error: max-modle-len: not a `vllm serve` option (did you mean: max-model-len"
         in done.stderr

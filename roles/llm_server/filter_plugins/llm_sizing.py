@@ -6,6 +6,9 @@ Ansible filters (and plain functions, stdlib only, so tests import this file dir
 - ``llm_model_props``: model properties (llm_model's ``llm_model_properties`` shape) from config.json.
 - ``llm_vllm_sizing``: ``max_model_len``, ``max_num_seqs``, ``gpu_memory_utilization`` and the
   arithmetic behind them; fails with the numbers and a suggestion when the profile cannot fit.
+- ``llm_bundle_sizing``: several models on one card (chat, autocomplete, embed), each with its own
+  share of the card (``gpu_memory_utilization``), the shares summing within the card; fails
+  before any change, with every instance's numbers, when they do not fit.
 
 How vLLM spends a GPU (vLLM 0.33.0, vllm/v1/worker/gpu_worker.py and vllm/v1/worker/utils.py):
 it asks for ``ceil(total_memory * gpu_memory_utilization)`` bytes and refuses to start unless
@@ -54,6 +57,25 @@ RUNTIME_FIXED_BYTES = GIB // 2
 ACTIVATION_FIXED_BYTES = GIB
 # When the model's shapes are unknown, the per-token part is taken as this.
 ACTIVATION_FALLBACK_BYTES = GIB // 4
+# The fixed part was measured on one shape only (hidden 3584, vocab 152064). A smaller model gets
+# it scaled by hidden x vocab (the output head's size), never below this floor and never above the
+# measured 1 GiB; scripts/gpu-proving-run/run7.sh step "bundle" measures the small shapes.
+ACTIVATION_REFERENCE_HEAD = 3584 * 152064
+ACTIVATION_FIXED_FLOOR_BYTES = GIB // 4
+# CUDA graphs grow with the largest captured batch (vLLM captures sizes up to max_num_seqs, or
+# 2 x max_num_seqs capped at 512 in 0.26+ when unset; the appliance caps them at max_num_seqs):
+# the 0.08 GiB measured for 16 sequences is charged 3x for up to 16, plus this per sequence above.
+CUDA_GRAPH_PER_SEQ_BYTES = 2 * MIB
+# max_num_seqs from the KV cache: the capacity divided by a typical sequence's footprint (1024
+# tokens: the benchmark's 512 + 128, a FIM request, an agent's turn whose long prefix the prefix
+# cache holds once for all), in steps of 8 (vLLM's CUDA-graph capture sizes), between these
+# bounds. vLLM itself defaults to 256 sequences below 70 GiB (1024 above); its scheduler admits
+# only what the KV cache holds, so the bound costs nothing when sequences are long and keeps 32-64
+# short streams running at once.
+SEQ_FOOTPRINT_TOKENS = 1024
+MIN_NUM_SEQS = 8
+MAX_NUM_SEQS = 256
+SEQ_STEP = 8
 # Keep 10% of the estimated KV cache spare, so a low estimate above cannot make vLLM refuse
 # max_model_len at start.
 KV_SAFETY_FACTOR = 0.90
@@ -67,11 +89,15 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "max_model_len": 32768,
     # Below this context the deployment is useless for coding assistants: fail instead.
     "min_model_len": 8192,
-    # Concurrent sequences (vLLM's max_num_seqs). A private endpoint serves a few users.
-    "max_num_seqs": 16,
-    # Prefill chunk; vLLM's own default for the OpenAI server on <70 GiB cards is 2048
-    # (EngineArgs.get_batch_defaults, vLLM 0.33.0).
-    "max_num_batched_tokens": 2048,
+    # Concurrent sequences (vLLM's max_num_seqs). None: from the KV cache (SEQ_FOOTPRINT_TOKENS);
+    # the fixed 16 of earlier releases cost 35 % of the throughput at 32 streams (docs/sizing.md).
+    "max_num_seqs": None,
+    # Prefill chunk: vLLM's default for the OpenAI server on >= 70 GiB cards (8192; 2048 below,
+    # EngineArgs.get_batch_defaults, vLLM 0.33.0). Measured on a 16 GiB budget: 8192 gave 6 % more
+    # throughput at 64 streams than 2048 for 0.09 GiB more activation memory (docs/sizing.md).
+    "max_num_batched_tokens": 8192,
+    # "generate" or "pooling" (embedding models: no sampler, no logits).
+    "runner": "generate",
     "tensor_parallel_size": 1,
     # Pipeline stages, one per host (vLLM's Ray executor across hosts; docs/multi-host.md). Each
     # stage holds its share of the layers: weights and KV cache per GPU shrink with it.
@@ -267,10 +293,13 @@ def _capability(value: Any) -> tuple[int, int] | None:
         raise SizingError(f"compute capability must look like '8.9', got {value!r}") from None
 
 
-def _activation_bytes(props: Mapping[str, Any], tokens: int, seqs: int, tp: int) -> tuple[int, str]:
+def _activation_bytes(
+    props: Mapping[str, Any], tokens: int, seqs: int, tp: int, pooling: bool = False
+) -> tuple[int, str]:
     """Peak of vLLM's profiling pass: a fixed part, float32 hidden states for the batched tokens
-    and the sampler's float32 logits and probabilities for every sequence. Fitted to the two
-    measured starts (docs/sizing.md); `inter` and `tp` no longer enter (torch.compile fuses the MLP)."""
+    and the sampler's float32 logits and probabilities for every sequence (none for a pooling
+    model). Fitted to the two measured starts (docs/sizing.md); `inter` and `tp` no longer enter
+    (torch.compile fuses the MLP). Smaller shapes get the fixed part scaled (ACTIVATION_REFERENCE_HEAD)."""
     hidden = _get(props, "hidden_size")
     inter = _get(props, "intermediate_size")
     vocab = _get(props, "vocab_size")
@@ -280,10 +309,28 @@ def _activation_bytes(props: Mapping[str, Any], tokens: int, seqs: int, tp: int)
     hidden_i = _positive_int(hidden, "hidden_size")
     _positive_int(inter, "intermediate_size")  # still validated: a bad value is bad input
     vocab_i = _positive_int(vocab, "vocab_size")
+    scale = min(1.0, hidden_i * vocab_i / ACTIVATION_REFERENCE_HEAD)
+    fixed = max(ACTIVATION_FIXED_FLOOR_BYTES, int(ACTIVATION_FIXED_BYTES * scale))
     per_token = tokens * hidden_i * 4
-    sampler = seqs * vocab_i * 4 * 2
-    formula = f"1 GiB + {tokens} tokens x {hidden_i} x 4 B + {seqs} seqs x {vocab_i} x 4 B x 2"
-    return ACTIVATION_FIXED_BYTES + per_token + sampler, formula
+    sampler = 0 if pooling else seqs * vocab_i * 4 * 2
+    fixed_text = "1 GiB" if fixed == ACTIVATION_FIXED_BYTES else f"{_gib(fixed)} GiB (1 GiB x head size)"
+    formula = f"{fixed_text} + {tokens} tokens x {hidden_i} x 4 B"
+    formula += " (pooling: no sampler)" if pooling else f" + {seqs} seqs x {vocab_i} x 4 B x 2"
+    return fixed + per_token + sampler, formula
+
+
+def _graph_bytes(base: int, seqs: int) -> int:
+    """The CUDA-graph pool for capture sizes up to ``seqs`` (0 when eager)."""
+    if base <= 0:
+        return 0
+    return base + max(0, seqs - 16) * CUDA_GRAPH_PER_SEQ_BYTES
+
+
+def seqs_from_capacity(capacity_tokens: int, footprint: int = SEQ_FOOTPRINT_TOKENS) -> int:
+    """max_num_seqs for a KV cache of ``capacity_tokens``: capacity / footprint, in steps of 8,
+    clamped to [MIN_NUM_SEQS, MAX_NUM_SEQS]."""
+    seqs = capacity_tokens // max(1, footprint) // SEQ_STEP * SEQ_STEP
+    return max(MIN_NUM_SEQS, min(MAX_NUM_SEQS, seqs))
 
 
 def vllm_sizing(
@@ -358,8 +405,15 @@ def vllm_sizing(
     kv_token = kv_bytes_per_token(model, kv_dtype, tp, pp)
     max_pos = _int(_get(model, "max_position_embeddings", 0), "max_position_embeddings")
 
-    seqs = _positive_int(prof["max_num_seqs"], "max_num_seqs")
+    seqs_auto = prof["max_num_seqs"] in (None, "", "auto")
+    seqs = MAX_NUM_SEQS if seqs_auto else _positive_int(prof["max_num_seqs"], "max_num_seqs")
+    footprint = _positive_int(
+        prof.get("seq_footprint_tokens") or SEQ_FOOTPRINT_TOKENS, "seq_footprint_tokens"
+    )
     batched = _positive_int(prof["max_num_batched_tokens"], "max_num_batched_tokens")
+    runner = str(prof.get("runner") or "generate")
+    if runner not in ("generate", "pooling"):
+        raise SizingError(f"runner must be 'generate' or 'pooling', got {runner!r}")
     wanted_len = _positive_int(prof["max_model_len"] or max_pos, "max_model_len")
     min_len = _positive_int(prof["min_model_len"], "min_model_len")
     if max_pos and wanted_len > max_pos:
@@ -369,8 +423,6 @@ def vllm_sizing(
         )
         wanted_len = max_pos
     min_len = min(min_len, wanted_len)
-    # vLLM needs a prefill chunk at least as long as one decode batch.
-    batched = max(batched, seqs)
 
     # Per GPU: what is usable, what stays outside vLLM's budget, what the budget holds.
     totals = [_positive_int(g.get("memory_total_mib"), "memory_total_mib") * MIB for g in used]
@@ -409,10 +461,36 @@ def vllm_sizing(
                 "stopped before the restart)"
             )
 
-    graphs = 0 if _bool(prof["enforce_eager"]) else _int(prof["cuda_graph_bytes"], "cuda_graph_bytes")
-    activation, activation_formula = _activation_bytes(model, batched, seqs, tp)
-    overhead = RUNTIME_FIXED_BYTES + activation + graphs
+    graph_base = 0 if _bool(prof["enforce_eager"]) else _int(prof["cuda_graph_bytes"], "cuda_graph_bytes")
+    pooling = runner == "pooling"
+
+    def _memory(n_seqs: int) -> tuple[int, str, int, int, int]:
+        # vLLM needs a prefill chunk at least as long as one decode batch.
+        n_batched = max(batched, n_seqs)
+        act, formula = _activation_bytes(model, n_batched, n_seqs, tp, pooling)
+        n_graphs = _graph_bytes(graph_base, n_seqs)
+        return act, formula, n_graphs, RUNTIME_FIXED_BYTES + act + n_graphs, n_batched
+
+    activation, activation_formula, graphs, overhead, batched_used = _memory(seqs)
     kv_bytes = budget - weights - overhead
+    if seqs_auto and kv_bytes > 0:
+        # Sized with the largest sequence count first (the most memory); the count that KV cache
+        # supports needs no more, so the capacity only grows; a step up is taken while the grown
+        # capacity still supports it (the count is then a fixed point of the rule).
+        def _tokens(kv: int) -> int:
+            return (kv // kv_token) // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS
+
+        seqs = seqs_from_capacity(_tokens(kv_bytes), footprint)
+        activation, activation_formula, graphs, overhead, batched_used = _memory(seqs)
+        kv_bytes = budget - weights - overhead
+        for more in range(seqs_from_capacity(_tokens(kv_bytes), footprint), seqs, -SEQ_STEP):
+            trial = _memory(more)
+            if seqs_from_capacity(_tokens(budget - weights - trial[3]), footprint) >= more:
+                seqs = more
+                activation, activation_formula, graphs, overhead, batched_used = trial
+                kv_bytes = budget - weights - overhead
+                break
+    batched = batched_used
     arithmetic: dict[str, Any] = {
         "gpus_used": tp,
         "pipeline_stages": pp,
@@ -431,7 +509,15 @@ def vllm_sizing(
         "activation_formula": activation_formula,
         "cuda_graphs_gib": _gib(graphs),
         "kv_cache_gib": _gib(max(kv_bytes, 0)),
+        "budget_bytes_per_gpu": budget,
+        "weights_bytes_per_gpu": weights,
+        "overhead_bytes_per_gpu": overhead,
         "kv_bytes_per_token_per_gpu": kv_token,
+        "max_num_seqs_rule": (
+            f"KV capacity / {footprint} tokens, steps of {SEQ_STEP}, within {MIN_NUM_SEQS}..{MAX_NUM_SEQS}"
+            if seqs_auto
+            else "set by the profile"
+        ),
         "kv_formula": (
             f"2 x {math.ceil(layers / pp)} layers x {max(1, kv_heads // tp)} KV heads/GPU x "
             f"{head_dim} head dim x {element} B = {kv_token} B/token"
@@ -474,7 +560,7 @@ def vllm_sizing(
 
     full_length_seqs = capacity // max_model_len
     arithmetic["full_context_sequences"] = full_length_seqs
-    if seqs > capacity // min(max_model_len, 4096):
+    if not seqs_auto and seqs > capacity // min(max_model_len, 4096):
         warnings.append(
             f"max_num_seqs {seqs} exceeds what the KV cache holds at 4096 tokens each "
             f"({capacity // min(max_model_len, 4096)}); vLLM will queue or preempt the rest"
@@ -497,6 +583,160 @@ def vllm_sizing(
     }
 
 
+# --- several models on one card (issue 16) -----------------------------------------------------
+
+# What each role asks of the card by default; a model's own "profile" overrides any key.
+# kv_tokens: the KV cache the role reserves (tokens); the chat instances share what is left.
+ROLE_PROFILES: dict[str, dict[str, Any]] = {
+    # The card's remainder: the chat model is what the users wait on.
+    "chat": {"max_model_len": 32768, "min_model_len": 8192},
+    # Short context, low latency: a FIM prompt is a few thousand tokens of prefix and suffix; a
+    # small prefill chunk keeps one long prompt from stalling the others' next keystroke.
+    "autocomplete": {
+        "max_model_len": 4096,
+        "min_model_len": 4096,
+        "max_num_seqs": 16,
+        "max_num_batched_tokens": 2048,
+        "kv_tokens": 16384,
+    },
+    # One prefill per request, nothing kept afterwards: KV for one full-length batch only, and
+    # no sampler (pooling runner). Code chunks are a few hundred tokens (Continue's @Codebase).
+    "embed": {
+        "max_model_len": 4096,
+        "min_model_len": 4096,
+        "max_num_seqs": 16,
+        "max_num_batched_tokens": 4096,
+        "runner": "pooling",
+        "kv_tokens": 4096,
+    },
+}
+ROLE_PROFILES["rerank"] = dict(ROLE_PROFILES["embed"])
+_BUNDLE_STEP = 10_000  # utilization fractions in steps of 1e-4
+
+
+def bundle_sizing(
+    models: Sequence[Mapping[str, Any]],
+    gpu: Any,
+    profile: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Divide one card between several vLLM instances, one per model.
+
+    ``models``: a list of ``{"name": str, "role": chat|autocomplete|embed|rerank, "model": model
+    properties as vllm_sizing takes them, "profile": optional sizing wishes}``. ``gpu``: one GPU
+    fact (the card they share). ``profile``: ``{"gpu_memory_utilization": cap}`` to cap the whole
+    card's share (default: what the card leaves after one CUDA context per instance, at most 0.95).
+
+    Every non-chat instance gets what its role needs (weights, runtime, activations, CUDA graphs
+    and the role's ``kv_tokens`` of KV cache, 10 % spare); the chat instances share the rest
+    equally. Returns ``{"instances": [{"name", "role", "gpu_memory_utilization", "sizing"}],
+    "arithmetic": {...}, "warnings": [...]}``, each ``sizing`` being vllm_sizing's result for that
+    instance's share. Raises SizingError, with every instance's numbers, when they do not fit.
+    """
+    if isinstance(models, Mapping) or not isinstance(models, Sequence) or not models:
+        raise SizingError("models must be a non-empty list of {name, role, model, profile}")
+    gpus = _gpu_list(gpu)
+    card = gpus[0]
+    usable = (
+        _positive_int(card.get("memory_total_mib"), "memory_total_mib") * MIB
+        - _int(card.get("memory_reserved_mib") or 0, "memory_reserved_mib") * MIB
+    )
+    display = _bool(card.get("display_active"))
+    count = len(models)
+    outside = count * CUDA_CONTEXT_BYTES + (DESKTOP_RESERVE_BYTES if display else 0)
+    card_cap = (profile or {}).get("gpu_memory_utilization")
+    if card_cap in (None, ""):
+        card_budget = min(int(usable * MAX_GPU_MEMORY_UTILIZATION), usable - outside)
+    else:
+        card_budget = int(usable * float(card_cap))
+    names: list[str] = []
+    entries: list[tuple[str, str, Mapping[str, Any], dict[str, Any]]] = []
+    for item in models:
+        if not isinstance(item, Mapping):
+            raise SizingError(f"each model must be a mapping, got {type(item).__name__}")
+        name = str(item.get("name") or "")
+        role = str(item.get("role") or "")
+        if not name or name in names:
+            raise SizingError(f"every model needs a unique name, got {name!r}")
+        if role not in ROLE_PROFILES:
+            raise SizingError(f"{name}: role must be one of {', '.join(ROLE_PROFILES)}, got {role!r}")
+        names.append(name)
+        wishes = dict(ROLE_PROFILES[role])
+        wishes.update({k: v for k, v in (item.get("profile") or {}).items() if v not in (None, "")})
+        entries.append((name, role, item.get("model") or {}, wishes))
+
+    def _share(fraction: float, model: Mapping[str, Any], wishes: Mapping[str, Any]) -> dict[str, Any]:
+        sized = {k: v for k, v in wishes.items() if k != "kv_tokens"}
+        sized["gpu_memory_utilization"] = fraction
+        return vllm_sizing(model, card, sized)
+
+    instances: dict[str, dict[str, Any]] = {}
+    lines: list[str] = []
+    fixed_total = 0
+    for name, role, model, wishes in entries:
+        if role == "chat":
+            continue
+        # The overhead does not depend on the share: size once at the whole card to read it.
+        probe = _share(1.0, model, dict(wishes, min_model_len=1))["arithmetic"]
+        kv_token = probe["kv_bytes_per_token_per_gpu"]
+        kv_tokens = max(
+            _positive_int(wishes.get("kv_tokens"), "kv_tokens"),
+            _positive_int(wishes["max_model_len"], "max_model_len"),
+        )
+        kv_need = (math.ceil(kv_tokens / KV_SAFETY_FACTOR / KV_BLOCK_TOKENS) + 1) * KV_BLOCK_TOKENS * kv_token
+        need = probe["weights_bytes_per_gpu"] + probe["overhead_bytes_per_gpu"] + kv_need
+        fraction = math.ceil(need / usable * _BUNDLE_STEP) / _BUNDLE_STEP
+        instances[name] = {"name": name, "role": role, "gpu_memory_utilization": fraction}
+        fixed_total += math.ceil(usable * fraction)
+        lines.append(
+            f"{name} ({role}): {_gib(need)} GiB = weights {_gib(probe['weights_bytes_per_gpu'])} + "
+            f"runtime {_gib(probe['overhead_bytes_per_gpu'])} + KV {_gib(kv_need)} "
+            f"({kv_tokens} tokens at {kv_token} B)"
+        )
+    chats = [e for e in entries if e[1] == "chat"]
+    remainder = card_budget - fixed_total
+    summary = (
+        f"card {_gib(usable)} GiB usable, {count} CUDA contexts {_gib(count * CUDA_CONTEXT_BYTES)} GiB"
+        + (f" + desktop {_gib(DESKTOP_RESERVE_BYTES)} GiB" if display else "")
+        + f" outside, {_gib(card_budget)} GiB for the instances; "
+    )
+    if remainder <= 0:
+        raise SizingError(
+            "the models do not fit on one card: "
+            + summary
+            + "; ".join(lines)
+            + f"; {_gib(-remainder)} GiB short before any chat model. Suggestion: drop a model, "
+            "a quantized variant, or a larger card."
+        )
+    warnings: list[str] = []
+    if chats:
+        per_chat = remainder // len(chats)
+        fraction = math.floor(per_chat / usable * _BUNDLE_STEP) / _BUNDLE_STEP
+        for name, role, _model, _wishes in chats:
+            instances[name] = {"name": name, "role": role, "gpu_memory_utilization": fraction}
+            lines.append(f"{name} ({role}): the rest, {_gib(per_chat)} GiB")
+    else:
+        warnings.append(f"no chat model: {_gib(remainder)} GiB of the card stay unused")
+    for name, _role, model, wishes in entries:
+        try:
+            instances[name]["sizing"] = _share(instances[name]["gpu_memory_utilization"], model, wishes)
+        except SizingError as error:
+            raise SizingError(
+                f"the models do not fit on one card: {name}: {error} -- " + summary + "; ".join(lines)
+            ) from None
+    total = sum(i["gpu_memory_utilization"] for i in instances.values())
+    return {
+        "instances": [instances[name] for name in names],
+        "arithmetic": {
+            "usable_gib": _gib(usable),
+            "outside_budget_gib": _gib(outside),
+            "card_budget_gib": _gib(card_budget),
+            "gpu_memory_utilization_total": round(total, 4),
+            "shares": lines,
+        },
+        "warnings": warnings,
+    }
+
+
 class FilterModule:
     """Ansible filter entry point."""
 
@@ -505,4 +745,5 @@ class FilterModule:
             "llm_kv_bytes_per_token": kv_bytes_per_token,
             "llm_model_props": model_props,
             "llm_vllm_sizing": vllm_sizing,
+            "llm_bundle_sizing": bundle_sizing,
         }

@@ -21,6 +21,7 @@ from aimachine.report.cost import cost_section, value_section
 from aimachine.report.gates import evaluate_gates
 from aimachine.report.models import cohosting_section, model_sections, results_by_role
 from aimachine.report.records import rec
+from aimachine.report.speculation import report_section as speculation_section
 from aimachine.report.strategies import strategies_section
 
 # Metrics kept flat in report.json: gates, the previous-run diff and the trend read these.
@@ -73,6 +74,8 @@ class Inputs:
     samples: list[dict[str, Any]] | None = None
     # the other served models: served name -> {"bench": bench.json, "quality": summary.json}
     models: dict[str, dict[str, Any]] | None = None
+    # speculative decoding measured both ways: "off" / method -> bench.json (report/speculation.py)
+    speculation: dict[str, dict[str, Any]] | None = None
 
 
 def _published(meta: dict[str, Any], benchmark: str) -> list[dict[str, Any]]:
@@ -750,6 +753,11 @@ def build_report(
         "metrics": metrics,
         "benchmarks": refs.get("benchmarks") or [],
     }
+    if inputs.speculation:
+        # Measured both ways by llm_verify: shown under the strategies (report/strategies.py).
+        measured = speculation_section(meta=meta, bench=inputs.speculation, history=history)
+        if measured:
+            report["strategies"]["speculation"] = {"available": True, **measured}
     report["personas"] = assess.personas(capacity, grade, cost)
     report["quantization"] = _quantization_section(meta, metrics, history, refs)
     report["gates"] = evaluate_gates(config.get("gates") or [], metrics)

@@ -64,6 +64,18 @@ def read_models(models_dir: Path | None) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _read_speculation(bench_dir: Path | None) -> dict[str, Any] | None:
+    """llm_verify's speculation step: <bench dir>/../speculation/<off | method>/bench.json."""
+    if bench_dir is None or not (bench_dir.parent / "speculation").is_dir():
+        return None
+    found = {
+        d.name: _read_json(d / "bench.json")
+        for d in sorted((bench_dir.parent / "speculation").iterdir())
+        if (d / "bench.json").is_file()
+    }
+    return found or None
+
+
 def render(
     output: Path,
     meta: dict[str, Any],
@@ -82,6 +94,7 @@ def render(
         quality=_read_json(quality_dir / "summary.json") if quality_dir else None,
         samples=_read_jsonl(quality_dir / "samples.jsonl") if quality_dir else None,
         models=read_models(models_dir),
+        speculation=_read_speculation(bench_dir),
     )
     report = build_report(inputs, config, history, generated_at)
     output.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,73 @@
+"""`vllm bench serve` at several levels in one process (vLLM's import costs 15-25 s per start).
+
+Usage: python bench_levels.py OUT_DIR LABEL LEVELS [vllm bench serve options ...]
+LEVELS: comma-separated entries CONCURRENCY[:INPUT_LEN:OUTPUT_LEN] (default 512 in, 128 out),
+each run with --num-prompts max(4 x concurrency, 16) (8 x, at least 16, for 8k prompts: fewer),
+random dataset, ignore_eos. Writes OUT_DIR/LABEL-cC-I.json (vLLM's own result file) and prints one
+line per level: output tok/s, TTFT mean/p50/p99, TPOT mean. Falls back to one CLI call per level
+when vLLM's benchmark module cannot be imported this way.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def level_args(out: Path, label: str, spec: str) -> tuple[str, list[str]]:
+    parts = spec.split(":")
+    c = int(parts[0])
+    ilen, olen = (int(parts[1]), int(parts[2])) if len(parts) == 3 else (512, 128)
+    n = max(4 * c, 16) if ilen <= 2048 else max(2 * c, 8)
+    name = f"{label}-c{c}-{ilen}.json"
+    return name, [
+        "--dataset-name", "random", "--random-input-len", str(ilen), "--random-output-len", str(olen),
+        "--ignore-eos", "--num-prompts", str(n), "--max-concurrency", str(c), "--seed", str(1000 + c),
+        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
+        "--disable-tqdm", "--save-result", "--result-dir", str(out), "--result-filename", name,
+    ]  # fmt: skip
+
+
+def summary(path: Path) -> str:
+    r = json.loads(path.read_text())
+    return (
+        f"{path.name}: out {r.get('output_throughput', 0):.0f} tok/s, "
+        f"TTFT mean {r.get('mean_ttft_ms', 0):.1f} "
+        f"p50 {r.get('median_ttft_ms', 0):.1f} p99 {r.get('p99_ttft_ms', 0):.1f} ms, "
+        f"TPOT mean {r.get('mean_tpot_ms', 0):.2f} ms, completed {r.get('completed')}"
+    )
+
+
+def main() -> None:
+    out, label, levels, rest = Path(sys.argv[1]), sys.argv[2], sys.argv[3].split(","), sys.argv[4:]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        from vllm.benchmarks.serve import add_cli_args  # noqa: PLC0415
+        from vllm.benchmarks.serve import main as bench_main  # noqa: PLC0415
+        from vllm.utils.argparse_utils import FlexibleArgumentParser  # noqa: PLC0415
+    except ImportError as error:
+        print(f"in-process bench unavailable ({error}); one CLI call per level", flush=True)
+        bench_main = None
+    for spec in levels:
+        name, args = level_args(out, label, spec)
+        t0 = time.time()
+        if bench_main is None:
+            cli = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve"]
+            subprocess.run([*cli, *rest, *args], check=False)
+        else:
+            parser = FlexibleArgumentParser()
+            add_cli_args(parser)
+            try:
+                bench_main(parser.parse_args([*rest, *args]))
+            except Exception as error:  # one level failing must not stop the others
+                print(f"{name}: failed: {error!r}", flush=True)
+        done = out / name
+        line = summary(done) if done.exists() else f"{name}: no result"
+        print(line, f"({time.time() - t0:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+#!/bin/bash
+# GPU proving run 7 (issues 15, 16, 18.2, 21 prep): the appliance's rendered configs on the lent H200.
+#
+# ---- What the lead does (every command is run from the checkout's root; each < 2000 chars) ----
+# On the CPU machine, once (about 1 minute; needs .venv with Ansible):
+#   export PYTHONPATH=$PWD/scripts/src; .venv/bin/python scripts/gpu-proving-run/render_run7.py
+#   -> .gpu/render7/ (git-ignored): profile, defaults, spec-ngram, spec-suffix, chat, coder, embed,
+#      tp2-14b .yaml, aimachine-llm.env, predictions.json. .gpu/p/dpart0..6 (prepare-wheels.sh) and
+#      .gpu/tools/stand-in-tokenizer + .gpu/tools/tok152k (extend_tokenizer.py) as for run.sh.
+# Device calls, kind nvidia-h200, back to back (/tmp survives only while the machine stays warm):
+#   calls 1-6: carry [".gpu/p/dpartN"]  command: bash scripts/gpu-proving-run/run7.sh partsN
+#   call 7:    carry [".gpu/p/dpart6", ".gpu/render7", ".gpu/tools"]
+#              command: bash scripts/gpu-proving-run/run7.sh parts6 install
+#              (cat + pip install of the wheels into /tmp/site, aimachine-bench from scripts/ with
+#              --no-deps, the bench's imports checked, the three random-weight checkpoints, ~2 min)
+#   call 8 (measuring, <= 9.5 min): carry [".gpu/render7", ".gpu/tools"]
+#              command: bash scripts/gpu-proving-run/run7.sh a-profile a-defaults pack
+#   call 9 (measuring, <= 9.5 min): carry [".gpu/render7", ".gpu/tools"]
+#              command: bash scripts/gpu-proving-run/run7.sh d-restart e-7mb b-ngram b-suffix c-bundle pack
+#   timeout_s 580 for calls 8-9. Every step checks the time left (BUDGET, default 550 s from the
+#   call's start) before it begins and is deferred when it would not finish; a step done is
+#   skipped when named again, so a further call with the same command resumes where it stopped.
+#   Results: $OUT/r7.tgz (all of /tmp/r7) and $OUT/summary.txt (each step's key lines).
+# Issue 21 (needs nvidia-h200-x2, withheld now; prepared, not run): calls 1-7 on that kind, then
+#   carry [".gpu/render7", ".gpu/tools"]  command: bash scripts/gpu-proving-run/run7.sh t-tp2 pack
+# ---------------------------------------------------------------------------------------------
+# Random weights: speed and memory only. Never read an acceptance rate or a speculative speedup
+# from them (the text is noise, so ngram/suffix accept almost nothing: that is the overhead figure).
+set -u
+R=/tmp/r7; G=$PWD/.gpu/render7; C=/tmp/r7cfg
+mkdir -p $R $C /tmp/parts
+M=/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ
+ENVF=/etc/aimachine/aimachine-llm.env
+export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD/scripts/src
+T0=$(date +%s); BUDGET=${BUDGET:-550}
+log() { echo "[$(date +%T)] $*" | tee -a $R/steps.log; }
+now() { date +%s.%N; }
+left() { echo $((T0 + BUDGET - $(date +%s))); }
+key() { sed -n 's/^VLLM_API_KEY=//p' $ENVF; }
+healthy() { python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$1/health', timeout=2).status == 200 else 1)" 2>/dev/null; }
+
+# start LABEL CONFIG PORT: vLLM with that config and the unit's environment, HOME in the state
+# dir (its caches kept between starts, as on the appliance); an option this vLLM lacks
+# ("unrecognized arguments") is dropped from the copy, logged, and the start retried (twice at most).
+start() {
+  local label=$1 cfg=$2 port=$3 t0 pid dt bad try
+  for try in 1 2 3; do
+    ( set -a; . $ENVF; set +a; export HOME=/var/lib/aimachine/server; cd /var/lib/aimachine/server
+      exec setsid python3 -m vllm.entrypoints.cli.main serve --config "$cfg" > $R/vllm-$label.log 2>&1 < /dev/null ) &
+    pid=$!; echo $pid > $R/pid-$port; t0=$(now)
+    while ! healthy $port; do
+      sleep 0.5
+      if ! kill -0 $pid 2>/dev/null; then
+        bad=$(grep -o 'unrecognized arguments: --[a-z0-9-]*' $R/vllm-$label.log | head -1 | sed 's/.*--//')
+        if [ -n "$bad" ] && [ $try -lt 3 ]; then log "$label: this vLLM lacks $bad; dropped, retrying"; sed -i "/^$bad:/d" "$cfg"; continue 2; fi
+        # An older PoolerConfig may name its fields otherwise: its default pooling (last token) then.
+        if grep -q '^pooler-config:' "$cfg" && grep -qiE 'pooler|pooling_type|is_matryoshka' $R/vllm-$label.log && [ $try -lt 3 ]; then
+          log "$label: this vLLM refuses the catalog's pooler-config/hf-overrides; dropped, retrying"; sed -i '/^pooler-config:/d; /^hf-overrides:/d' "$cfg"; continue 2; fi
+        log "$label DIED"; tail -25 $R/vllm-$label.log | cut -c1-400; return 1
+      fi
+      if [ "$(left)" -lt 3 ]; then log "$label not healthy before the budget ran out"; stop $port; return 1; fi
+    done
+    dt=$(awk -v a="$(now)" -v b="$t0" 'BEGIN{printf "%.1f", a-b}')
+    echo "$label $dt" >> $R/starts.tsv; log "$label healthy after $dt s"
+    grep -h "GPU KV cache size\|Available KV cache\|Actual usage\|Model loading took\|init engine" $R/vllm-$label.log | cut -c1-420 | tee -a $R/summary.txt
+    return 0
+  done
+}
+stop() { local p; for port in "$@"; do p=$(cat $R/pid-$port 2>/dev/null) || continue
+  kill -TERM -- -"$p" 2>/dev/null; for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL -- -"$p" 2>/dev/null; rm -f $R/pid-$port; done; sleep 2; }
+stop_all() { stop 8000 8001 8002; }
+cfg() { cp -f $G/$1.yaml $C/$1.yaml && echo $C/$1.yaml; }
+# vb LABEL PORT LEVELS: vllm bench serve, random dataset, ignore_eos, in one process (bench_levels.py).
+vb() { OPENAI_API_KEY=$(key) python3 scripts/gpu-proving-run/bench_levels.py $R/vb "$1" "$3" --backend openai \
+    --base-url http://127.0.0.1:$2 --endpoint /v1/completions --model "$4" --tokenizer "${5:-$M}" 2>&1 \
+    | grep -E "tok/s|failed|no result|unavailable" | tee -a $R/summary.txt; }
+# ours LABEL PORT LEVELS N [args]: aimachine-bench, 512 in / 128 out, ignore_eos, /metrics around each level.
+ours() { local label=$1 port=$2 levels=$3 n=$4; shift 4
+  OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:$port --model-dir $M \
+    --concurrency "$levels" --num-requests "$n" --warmup 2 --temperature 0 --no-progress --output $R/ours-$label "$@" \
+    > $R/ours-$label.txt 2>&1; log "ours $label rc=$?"; grep -E "^ +c?[0-9]+ |server:" $R/ours-$label.txt | head -24 | tee -a $R/summary.txt; }
+need() { if [ "$(left)" -lt "$1" ]; then log "step $step deferred: needs ~$1 s, $(left) s left (run the same command again)"; return 1; fi; }
+
+for step in "$@"; do
+  [ "$step" != pack ] && [ -e $R/done-$step ] && { log "skip $step (done)"; continue; }
+  log "step $step ($(left) s left)"; echo "== $step" >> $R/summary.txt
+  rc=0
+  case $step in
+    parts[0-6]) n=${step#parts}; cp .gpu/p/dpart$n/part$n /tmp/parts/ || rc=1; [ $n = 0 ] && nvidia-smi -L ;;
+    install)
+      cat /tmp/parts/part0 /tmp/parts/part1 /tmp/parts/part2 /tmp/parts/part3 /tmp/parts/part4 /tmp/parts/part5 /tmp/parts/part6 > /tmp/w.tar || exit 1
+      mkdir -p /tmp/wh && tar -C /tmp/wh -xf /tmp/w.tar && rm -f /tmp/w.tar
+      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/wh/*.whl || exit 1
+      # aimachine-bench from scripts/ without its dependencies (no index here): they must be on the device.
+      python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site ./scripts 2>&1 | tail -2 \
+        || log "aimachine not installed (PYTHONPATH has scripts/src)"
+      python3 - <<'EOF' 2>&1 | tee -a $R/summary.txt
+import importlib, sys
+mods = ["httpx", "numpy", "yaml", "tqdm", "safetensors", "tokenizers", "matplotlib", "pynvml", "jinja2", "aiohttp", "torch", "vllm"]
+missing = [m for m in mods if importlib.util.find_spec(m) is None]
+import torch, vllm
+print("python", sys.version.split()[0], "torch", torch.__version__, "vllm", vllm.__version__, "missing for aimachine-bench:", missing or "none")
+import aimachine.bench.cli  # noqa: F401
+print("aimachine.bench imports")
+EOF
+      mkdir -p /var/lib/aimachine/models /var/lib/aimachine/server /etc/aimachine
+      install -m 0600 $G/aimachine-llm.env $ENVF
+      python3 scripts/gpu-proving-run/make_checkpoint.py qwen2.5-7b-awq /tmp/model || exit 1
+      python3 scripts/gpu-proving-run/make_checkpoint.py qwen2.5-coder-1.5b-awq /tmp/m-coder || exit 1
+      python3 scripts/gpu-proving-run/make_checkpoint.py qwen3-embedding-0.6b /tmp/m-embed || exit 1
+      for d in /tmp/model /tmp/m-coder /tmp/m-embed; do cp .gpu/tools/stand-in-tokenizer/* $d/; done
+      cp -f .gpu/tools/tok152k/* /tmp/model/; cp -f .gpu/tools/tok152k/* /tmp/m-coder/
+      # The coder's vocabulary is 151,936: no token id of a prompt may reach past it (an embedding
+      # lookup out of range), so its copy of the extended tokenizer stops there.
+      python3 -c "import json; p = '/tmp/m-coder/tokenizer.json'; d = json.load(open(p)); d['model']['vocab'] = {k: i for k, i in d['model']['vocab'].items() if i < 151936}; json.dump(d, open(p, 'w'), ensure_ascii=False)"
+      ln -sfn /tmp/model $M; du -sh /tmp/model /tmp/m-coder /tmp/m-embed | tee -a $R/summary.txt
+      nvidia-smi --query-gpu=name,memory.total,memory.reserved,driver_version --format=csv | tee -a $R/summary.txt ;;
+    a-profile) need 200 || continue; stop_all; start profile "$(cfg profile)" 8000 || { rc=1; stop_all; }
+      [ $rc = 0 ] && vb profile-1 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct
+      [ $rc = 0 ] && [ "$(left)" -gt 330 ] && vb profile-2 8000 32,64 qwen2.5-7b-instruct ;;
+    a-defaults) need 240 || continue; stop_all; start defaults "$(cfg defaults)" 8000 || { rc=1; stop_all; }
+      [ $rc = 0 ] && vb defaults-1 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct
+      [ $rc = 0 ] && [ "$(left)" -gt 60 ] && vb defaults-2 8000 32,64 qwen2.5-7b-instruct
+      stop_all ;;
+    d-restart) need 150 || continue; stop_all
+      # The import bound first, on an idle machine.
+      python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import vllm.entrypoints.openai.api_server {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      du -sh /var/lib/aimachine/server/* 2>/dev/null | tee -a $R/summary.txt
+      date +%T.%N > $R/restart-t0.txt; start restart "$(cfg profile)" 8000 || rc=1
+      # Where the time goes: vLLM's own timestamped lines, from the process start to healthy.
+      grep -hE "non-default args|Loading weights|Model loading took|torch.compile|Compil|Capturing CUDA graph|Graph capturing finished|init engine|Starting vLLM API server|Application startup complete" \
+        $R/vllm-restart.log | cut -c1-260 | tee $R/restart-breakdown.txt | tee -a $R/summary.txt
+      [ $rc = 0 ] && ours profile-low 8000 1,4 16 --input-len 512 --output-len 128 --ignore-eos yes
+      [ $rc = 0 ] && ours profile-high 8000 16,32,64 128 --input-len 512 --output-len 128 --ignore-eos yes
+      [ $rc = 0 ] && bash scripts/gpu-proving-run/capture_metrics.sh $R/captures/vllm-0.26.0-profile > $R/capture-profile.txt 2>&1 ;;
+    e-7mb) need 40 || continue; healthy 8000 || { start e7mb "$(cfg profile)" 8000 || rc=1; }
+      [ $rc = 0 ] && OPENAI_API_KEY=$(key) python3 - <<'EOF' 2>&1 | tee -a $R/summary.txt
+import json, os, time, urllib.error, urllib.request
+prompt = "word " * 1_400_000  # 7.0 MB, about 1.4-7 million tokens depending on the tokenizer
+for path, body in (("/v1/completions", {"prompt": prompt, "max_tokens": 8}),
+                   ("/v1/chat/completions", {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8})):
+    data = json.dumps(dict(body, model="qwen2.5-7b-instruct")).encode()
+    req = urllib.request.Request("http://127.0.0.1:8000" + path, data=data, headers={
+        "Content-Type": "application/json", "Authorization": "Bearer " + os.environ["OPENAI_API_KEY"]})
+    t = time.time()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            status, text = r.status, r.read(600).decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read(600).decode(errors="replace")
+    except Exception as e:  # noqa: BLE001
+        status, text = "error", repr(e)
+    print(f"7 MB prompt {path}: {len(data) / 1e6:.1f} MB body -> {status} in {time.time() - t:.2f} s: {text[:400]}")
+EOF
+      healthy 8000 && log "server still healthy after the 7 MB prompts" ;;
+    b-ngram) need 200 || continue; stop_all; start ngram "$(cfg spec-ngram)" 8000 || { rc=1; stop_all; }
+      [ $rc = 0 ] && vb ngram 8000 1,4,16 qwen2.5-7b-instruct
+      [ $rc = 0 ] && ours ngram-coding 8000 1,16 24 --dataset coding --stop natural --output-len 256
+      [ $rc = 0 ] && bash scripts/gpu-proving-run/capture_metrics.sh $R/captures/vllm-0.26.0-ngram > $R/capture-ngram.txt 2>&1
+      grep -h "SpecDecoding metrics" $R/vllm-ngram.log | tail -3 | cut -c1-400 | tee -a $R/summary.txt; stop_all ;;
+    b-suffix) need 200 || continue; stop_all
+      python3 -c "import arctic_inference" 2>/dev/null || log "arctic-inference is not on this machine: vLLM refuses suffix decoding without it (recorded below)"
+      start suffix "$(cfg spec-suffix)" 8000 || rc=1
+      [ $rc = 0 ] && vb suffix 8000 1,4,16 qwen2.5-7b-instruct
+      [ $rc = 0 ] && ours suffix-coding 8000 1,16 24 --dataset coding --stop natural --output-len 256
+      grep -h "SpecDecoding metrics\|arctic\|Arctic" $R/vllm-suffix.log | tail -3 | cut -c1-400 | tee -a $R/summary.txt
+      stop_all; rc=0 ;;
+    c-bundle) need 330 || continue; stop_all
+      start chat "$(cfg chat)" 8000 || { rc=1; stop_all; }
+      [ $rc = 0 ] && vb chat-alone 8000 1,16,32 qwen2.5-7b-instruct
+      [ $rc = 0 ] && { start coder "$(cfg coder)" 8001 || rc=1; }
+      [ $rc = 0 ] && { start embed "$(cfg embed)" 8002 || rc=1; }
+      nvidia-smi --query-compute-apps=pid,used_memory --format=csv | tee -a $R/summary.txt
+      if [ $rc = 0 ]; then
+        vb chat-cohosted 8000 1,16,32 qwen2.5-7b-instruct
+        vb coder 8001 1,4:1024:32 qwen2.5-coder-1.5b /tmp/m-coder
+        OPENAI_API_KEY=$(key) python3 -c "
+import json, os, urllib.request
+req = urllib.request.Request('http://127.0.0.1:8002/v1/embeddings', data=json.dumps({'model': 'qwen3-embedding-0.6b', 'input': ['def add(a, b): return a + b'] * 8}).encode(),
+    headers={'Content-Type': 'application/json', 'Authorization': 'Bearer ' + os.environ['OPENAI_API_KEY']})
+r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len(r['data']), 'x', len(r['data'][0]['embedding']), r.get('usage'))" 2>&1 | tail -1 | tee -a $R/summary.txt
+      fi
+      stop_all ;;
+    t-tp2) need 420 || continue; stop_all
+      nvidia-smi -L | tee -a $R/summary.txt
+      [ -e /tmp/m-14b/config.json ] || { python3 scripts/gpu-proving-run/make_checkpoint.py qwen2.5-14b-awq /tmp/m-14b && cp .gpu/tools/stand-in-tokenizer/* /tmp/m-14b/ && cp -f .gpu/tools/tok152k/* /tmp/m-14b/; }
+      # NVLink multicast stays off (the device docs); both GPUs, each capped to a 16 GiB card's budget.
+      export NCCL_NVLS_ENABLE=0 CUDA_VISIBLE_DEVICES=0,1
+      start tp2 "$(cfg tp2-14b)" 8000 || rc=1
+      [ $rc = 0 ] && vb tp2 8000 1,4,16,32 qwen2.5-14b-instruct /tmp/m-14b
+      [ $rc = 0 ] && M=/tmp/m-14b ours tp2 8000 1,4,16,32 64 --input-len 512 --output-len 128 --ignore-eos yes
+      stop_all; unset CUDA_VISIBLE_DEVICES ;;
+    stop) stop_all ;;
+    pack)
+      python3 - <<'EOF' 2>&1 | tee $R/kv-check.txt | tee -a $R/summary.txt
+import json, re, pathlib
+pred = json.loads(pathlib.Path(".gpu/render7/predictions.json").read_text())
+names = {"profile": "profile", "restart": "profile", "e7mb": "profile", "defaults": None, "ngram": "spec-ngram",
+         "suffix": "spec-suffix", "chat": "chat", "coder": "coder", "embed": "embed", "tp2": "tp2-14b"}
+for log in sorted(pathlib.Path("/tmp/r7").glob("vllm-*.log")):
+    label = log.stem.removeprefix("vllm-")
+    found = re.findall(r"GPU KV cache size: ([0-9,]+) tokens", log.read_text(errors="replace"))
+    key = names.get(label)
+    want = pred.get(key, {}).get("kv_cache_tokens") if key else None
+    got = [int(f.replace(",", "")) for f in found]
+    ratio = f"{want / got[0]:.3f}" if want and got else "-"
+    print(f"{label}: vLLM {got or 'no KV line'} tokens, predicted {want}, predicted/vLLM {ratio}")
+EOF
+      tar -C /tmp -czf $OUT/r7.tgz r7 && cp $R/summary.txt $OUT/summary.txt && ls -la $OUT ;;
+    *) log "unknown step $step"; rc=1 ;;
+  esac
+  [ $rc = 0 ] && touch $R/done-$step; log "end $step rc=$rc"
+done
