@@ -1,7 +1,8 @@
 """The trusted side of a verdict: record the reference's calls, replay the candidate's answers.
 
-The harness runs ``python -I _trusted.py`` with a JSON job on stdin; the result is one JSON
-object on stdout. Only dataset code
+The harness runs ``python -I -S _trusted.py serve TIMEOUT`` (one JSON job per line on stdin, one
+result line per job on stdout, each job in a forked child) or ``python -I -S _trusted.py`` with
+one job on stdin. Only dataset code
 (the reference solution, the tests, HumanEval's prompt) runs here; the candidate's code never does.
 
 * ``record``: runs the reference solution through the problem's tests with the entry point
@@ -22,16 +23,17 @@ import builtins
 import json
 import os
 import random
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import plain  # noqa: E402 - the sibling module, without importing the aimachine package
+import plain
 
 SEED = 1234
 GLOBALS_NAME = "__main__"
 
 
-class ReplayFailure(BaseException):  # noqa: N818 - BaseException: `except Exception` in a test does not hide it
+class ReplayFailure(BaseException):
     """The candidate gave no usable answer for a call the tests made."""
 
     def __init__(self, kind: str, detail: str) -> None:
@@ -44,14 +46,14 @@ def _run_tests(job: dict, namespace: dict, entry_value: object) -> None:
     random.seed(SEED)
     # Tests call the entry point by name too (MBPP's asserts, HumanEval/33's comparison).
     namespace[job["entry"]] = entry_value
-    exec(compile(job["test"], "<tests>", "exec"), namespace)  # noqa: S102 - dataset code
+    exec(compile(job["test"], "<tests>", "exec"), namespace)
     if job["suite"] == "humaneval":
         namespace["check"](entry_value)
 
 
 def record(job: dict) -> dict:
     namespace: dict = {"__name__": GLOBALS_NAME}
-    exec(compile(job["canonical"], "<reference>", "exec"), namespace)  # noqa: S102 - dataset code
+    exec(compile(job["canonical"], "<reference>", "exec"), namespace)
     reference = namespace[job["entry"]]
     calls: list[str] = []
     depth = [0]
@@ -76,7 +78,7 @@ def record(job: dict) -> dict:
             "error": f"the tests pass arguments that are not plain data: {error}",
             "calls": [],
         }
-    except BaseException as error:  # noqa: BLE001 - any failure of the reference is reported
+    except BaseException as error:
         return {
             "ok": False,
             "error": f"reference fails its tests: {type(error).__name__}: {error}"[:300],
@@ -148,14 +150,14 @@ def replay(job: dict) -> dict:
 
     namespace: dict = {"__name__": GLOBALS_NAME}
     if job["context"]:
-        exec(compile(job["context"], "<prompt>", "exec"), namespace)  # noqa: S102 - dataset code
+        exec(compile(job["context"], "<prompt>", "exec"), namespace)
     try:
         _run_tests(job, namespace, replayed)
     except ReplayFailure as failure:
         return {"passed": False, "kind": failure.kind, "detail": failure.detail}
     except AssertionError as error:
         return {"passed": False, "kind": "assertion", "detail": f"AssertionError: {error}"[:300].rstrip(": ")}
-    except BaseException as error:  # noqa: BLE001 - the verdict reports every failure
+    except BaseException as error:
         detail = f"{type(error).__name__}: {error}"[:300]
         kind = {"RecursionError": "recursion", "MemoryError": "memory"}.get(type(error).__name__, "exception")
         return {"passed": False, "kind": kind, "detail": detail}
@@ -165,8 +167,47 @@ def replay(job: dict) -> dict:
     return {"passed": True, "kind": None, "detail": None}
 
 
+def _serve(timeout_s: int) -> None:
+    """One job per line on stdin, each in a fresh forked child; one result line each on stdout.
+
+    The fork keeps every job's state apart (the tests' globals, random, imports, recursion limit)
+    at a fraction of an interpreter's start; SIGALRM ends a job that runs past `timeout_s`.
+    """
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(read_end)
+            signal.alarm(timeout_s)
+            try:
+                job = json.loads(line)
+                result = record(job) if job["op"] == "record" else replay(job)
+                data = json.dumps(result).encode("utf-8")
+            except BaseException as error:
+                data = json.dumps({"crashed": f"{type(error).__name__}: {error}"[:300]}).encode("utf-8")
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(data)
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(child, 0)
+        if not data:
+            killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM
+            data = json.dumps({"timeout": True} if killed else {"crashed": f"status {status}"}).encode()
+        out.write(data.decode("utf-8") + "\n")
+        out.flush()
+
+
 def main() -> None:
     plain.allow_big_ints()
+    if len(sys.argv) > 2 and sys.argv[1] == "serve":
+        _serve(int(sys.argv[2]))
+        return
     # The result goes to the original stdout; what the dataset code prints, nowhere.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)

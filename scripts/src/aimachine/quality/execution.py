@@ -28,10 +28,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aimachine.quality import plain
-from aimachine.quality.datasets import Problem
 from aimachine.quality.sandbox import RunResult, Sandbox
+
+if TYPE_CHECKING:  # only its attributes are used: this module runs under a bare system Python too
+    from aimachine.quality.datasets import Problem
 
 TRUSTED = Path(__file__).with_name("_trusted.py")
 # The trusted steps run dataset code only; this bounds a test that loops on a candidate's value.
@@ -116,29 +119,57 @@ class TrustedError(RuntimeError):
     """A trusted step failed to run (not a verdict on the candidate)."""
 
 
-def run_trusted(job: dict[str, object], timeout_s: float) -> dict[str, object]:
-    """Run one trusted step (record or replay) in its own interpreter; returns its JSON result."""
-    try:
-        out = subprocess.run(
-            [sys.executable, "-I", "-S", str(TRUSTED)],
-            input=json.dumps(job).encode("utf-8"),
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
-            cwd="/",
-        )
-    except subprocess.TimeoutExpired:
-        return {"timeout": True}
-    try:
-        result = json.loads(out.stdout)
-    except ValueError:
-        raise TrustedError(
-            f"trusted step {job['op']} exited {out.returncode}: {out.stderr.decode(errors='replace')[-300:]}"
-        ) from None
-    if not isinstance(result, dict):
-        raise TrustedError(f"trusted step {job['op']} wrote {type(result).__name__}, not an object")
-    return result
+class TrustedWorker:
+    """A ``_trusted.py serve`` process: runs trusted steps one at a time, each in a forked child."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = max(1, int(timeout_s + 0.999))
+        self._proc: subprocess.Popen[str] | None = None
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(TRUSTED), "serve", str(self._timeout)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                encoding="utf-8",
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
+                cwd="/",
+            )
+        return self._proc
+
+    def call(self, job: dict[str, object]) -> dict[str, object]:
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(job) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except (BrokenPipeError, OSError) as error:
+            raise TrustedError(f"trusted worker gone: {error}") from error
+        try:
+            result = json.loads(line)
+        except ValueError:
+            raise TrustedError(f"trusted worker wrote {line[:200]!r}") from None
+        if not isinstance(result, dict):
+            raise TrustedError(f"trusted step {job['op']} wrote {type(result).__name__}, not an object")
+        if "crashed" in result:
+            raise TrustedError(f"trusted step {job['op']} crashed: {result['crashed']}")
+        return result
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
 
 
 def candidate_program(problem: Problem, solution: str) -> str:
@@ -188,6 +219,17 @@ class Executor:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
         self._trusted_timeout = sandbox.settings.limits.timeout_s * TRUSTED_TIMEOUT_FACTOR
+        self._trusted: queue.Queue[TrustedWorker] = queue.Queue()
+        self._all_trusted = [TrustedWorker(self._trusted_timeout) for _ in range(sandbox.settings.workers)]
+        for worker in self._all_trusted:
+            self._trusted.put(worker)
+
+    def _run_trusted(self, job: dict[str, object]) -> dict[str, object]:
+        worker = self._trusted.get()
+        try:
+            return worker.call(job)
+        finally:
+            self._trusted.put(worker)
 
     def run(self, program: str, inputs: str = "") -> RunResult:
         slot = self._slots.get()
@@ -214,7 +256,7 @@ class Executor:
                     "test": problem.test,
                 }
                 # The reference may be slow (Mbpp/123): it gets the trusted steps' longer limit.
-                result = run_trusted(job, self._trusted_timeout)
+                result = self._run_trusted(job)
                 if result.get("timeout"):
                     reference = Reference((), "the reference solution ran past the trusted step's time limit")
                 else:
@@ -238,7 +280,7 @@ class Executor:
         if not answers:
             # The program never answered: say why from its own output (a crash is no verdict input).
             return _no_answers(result), result
-        replay = run_trusted(
+        replay = self._run_trusted(
             {
                 "op": "replay",
                 "suite": problem.suite,
@@ -247,8 +289,7 @@ class Executor:
                 "test": problem.test,
                 "calls": list(reference.calls),
                 "answers": answers,
-            },
-            self._trusted_timeout,
+            }
         )
         if replay.get("timeout"):
             return Verdict(
@@ -271,3 +312,5 @@ class Executor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        for worker in self._all_trusted:
+            worker.close()

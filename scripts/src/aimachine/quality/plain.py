@@ -3,8 +3,9 @@
 Only these types cross: None, bool, int, float (nan and the infinities included), str, bytes,
 complex, list, tuple, dict (plain keys), set and frozenset. The trusted side (`encode`) takes
 exact types only; the candidate's writer sends a subclass of one (a Counter, a namedtuple) as its
-base type's data, so what arrives is that data, never the subclass or its methods. JSON gives None, bools, ints, floats, strings and lists; everything else is a one-key
-object tag, so a tuple comes back a tuple, a dict with int or tuple keys comes back as it was.
+base type's data, so what arrives is that data, never the subclass or its methods. JSON gives
+None, bools, ints, floats, strings and lists; everything else is a one-key object tag, so a tuple
+comes back a tuple, a dict with int or tuple keys comes back as it was.
 
 `decode` builds nothing but plain values: whatever the candidate writes, the trusted side gets
 data, never an object whose methods the candidate chose. A value the candidate's writer could not
@@ -144,7 +145,8 @@ def __aim_run(__aim_fn):
         if isinstance(v, dict):
             return {"d": [[enc(a, depth + 1), enc(b, depth + 1)] for a, b in dict.items(v)]}
         if isinstance(v, (set, frozenset)):
-            return {"s" if isinstance(v, set) else "fs": [enc(i, depth + 1) for i in frozenset.__iter__(frozenset(v))]}
+            items = [enc(i, depth + 1) for i in frozenset.__iter__(frozenset(v))]
+            return {"s" if isinstance(v, set) else "fs": items}
         if isinstance(v, bytes):
             return {"b": bytes.hex(v)}
         if isinstance(v, complex):

@@ -48,6 +48,7 @@ GIB = 1024 * MIB
 
 LAUNCHER = Path(__file__).with_name("_launcher.py")
 LAUNCHER_SOURCE = LAUNCHER.read_text(encoding="utf-8")
+PRLIMIT = shutil.which("prlimit") or ""
 SETUP_FAILED = 125
 SETUP_PREFIX = "bwrap:"
 # Unused by Linux distributions and by systemd's dynamic and container ranges (systemd UIDS-GIDS.md).
@@ -420,20 +421,39 @@ class Sandbox:
                 str(rundir / INPUT_NAME),
                 str(answer_write),
             ]
-        launcher = [
-            iso.python,
-            "-I",
-            "-S",
-            "-c",
-            LAUNCHER_SOURCE,
-            str(limits.memory_bytes),
-            str(limits.cpu_s),
-            str(self._nproc_limit(root_mode)),
-            str(limits.fsize_bytes),
-            str(limits.nofile),
-            "--",
-            *command,
-        ]
+        limits_values = (
+            limits.memory_bytes,
+            limits.cpu_s,
+            self._nproc_limit(root_mode),
+            limits.fsize_bytes,
+            limits.nofile,
+        )
+        if PRLIMIT:
+            # util-linux's prlimit: a C binary, so no interpreter start per program. The soft CPU limit
+            # sends SIGXCPU, the hard one a second later SIGKILL.
+            address_space, cpu, nproc, fsize, nofile = limits_values
+            launcher = [
+                PRLIMIT,
+                f"--as={address_space}",
+                f"--cpu={cpu}:{cpu + 1}",
+                f"--nproc={nproc}",
+                f"--fsize={fsize}",
+                f"--nofile={nofile}",
+                "--core=0",
+                "--",
+                *command,
+            ]
+        else:
+            launcher = [
+                iso.python,
+                "-I",
+                "-S",
+                "-c",
+                LAUNCHER_SOURCE,
+                *map(str, limits_values),
+                "--",
+                *command,
+            ]
         env = {**SAMPLE_ENV, "HOME": WORKDIR if iso.bwrap else str(rundir), "TMPDIR": "/tmp"}
         start = time.monotonic()
         try:
