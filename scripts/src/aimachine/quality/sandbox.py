@@ -484,7 +484,9 @@ class Sandbox:
         size = str(self.settings.limits.tmpfs_bytes)
         args = [self._bwrap]
         args += [f"--unshare-{name}" for name in iso.namespaces if name != "mnt"]
-        args += ["--die-with-parent", "--new-session", "--info-fd", str(info_fd), "--clearenv"]
+        # --as-pid-1: the program is its namespace's pid 1, so when it ends the kernel kills whatever it
+        # started; bwrap's own reaper would be left a zombie for the host's init (bwrap exits first).
+        args += ["--die-with-parent", "--new-session", "--info-fd", str(info_fd), "--clearenv", "--as-pid-1"]
         if "user" in iso.namespaces:
             args += ["--uid", str(INNER_UID), "--gid", str(INNER_GID), "--disable-userns"]
         args += self._binds
@@ -539,10 +541,9 @@ class Sandbox:
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 timed_out = True
+        inner_pid = _child_pid(bytes(info.data), proc.pid)
         if timed_out:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            self._stop(proc, inner_pid)
         duration = time.monotonic() - start
         proc.stdout.close()
         proc.stderr.close()
@@ -561,10 +562,21 @@ class Sandbox:
             answers=bytes(answers.data),
             answers_truncated=bool(answers.dropped),
         )
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            first = bytes(info.data).decode().split("}", 1)[0] + "}"
-            result.inner_pid = int(json.loads(first)["child-pid"])
+        result.inner_pid = inner_pid
         return result
+
+    def _stop(self, proc: subprocess.Popen[bytes], inner_pid: int | None) -> None:
+        # Kill the namespace's pid 1 first (that takes every process in it): bwrap, still alive, reaps it
+        # and exits, so no zombie is left to the host's init. Then bwrap itself, if it is still there.
+        if inner_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(inner_pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2.0)
+                return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def _clean_up(self, uid: int, gid: int, root_mode: bool, result: RunResult) -> list[int]:
         """Make sure nothing the program started still runs; returns pids that survived (should be none)."""
@@ -609,6 +621,18 @@ class Sandbox:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _child_pid(info: bytes, bwrap_pid: int) -> int | None:
+    """bwrap's child (the pid namespace's pid 1) from its --info-fd JSON, if it is bwrap's child."""
+    try:
+        pid = int(json.loads(info.decode().split("}", 1)[0] + "}")["child-pid"])
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (ValueError, KeyError, TypeError, IndexError, OSError):
+        return None
+    # Only a pid whose parent is the bwrap we started: nothing the program writes can aim the kill.
+    return pid if parent == bwrap_pid else None
 
 
 def _under_home(path: str) -> bool:
