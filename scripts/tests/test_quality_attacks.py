@@ -1,7 +1,8 @@
 """Issue #17's attack classes, each against HumanEval/0, in root mode and in user mode.
 
 Root mode is this test process (root on CI); user mode runs the same harness as an unprivileged
-uid through `setpriv` (the verify timer's mode). Every attack is a "solution" that tries to pass
+uid through `setpriv`, with no new privileges and an empty capability bounding set, as the verify
+timer's unit runs it. Every attack is a "solution" that tries to pass
 without solving, or to reach the host; each must fail or be contained, and what it tried to
 reach is checked from outside (System V IPC in /proc/sysvipc, the socket's accept queue, the key).
 Both modes need bubblewrap: without it the tests skip and say so.
@@ -306,6 +307,10 @@ def outcome(mode: str, world: dict[str, object], problem: Problem) -> dict[str, 
                 f"--reuid={USER_UID}",
                 f"--regid={USER_UID}",
                 "--clear-groups",
+                # As the verify unit runs it: NoNewPrivileges=yes, CapabilityBoundingSet= (empty).
+                "--no-new-privs",
+                "--bounding-set=-all",
+                "--inh-caps=-all",
                 "/usr/bin/python3",
                 "-c",
                 USER_SCRIPT.format(src=str(REPO / "scripts" / "src")),
