@@ -486,7 +486,8 @@ class Sandbox:
         args += [f"--unshare-{name}" for name in iso.namespaces if name != "mnt"]
         # --as-pid-1: the program is its namespace's pid 1, so when it ends the kernel kills whatever it
         # started; bwrap's own reaper would be left a zombie for the host's init (bwrap exits first).
-        args += ["--die-with-parent", "--new-session", "--info-fd", str(info_fd), "--clearenv", "--as-pid-1"]
+        args += ["--die-with-parent", "--new-session", "--info-fd", str(info_fd), "--clearenv"]
+        args += ["--as-pid-1"] if "pid" in iso.namespaces else []
         if "user" in iso.namespaces:
             args += ["--uid", str(INNER_UID), "--gid", str(INNER_GID), "--disable-userns"]
         args += self._binds
