@@ -521,10 +521,36 @@ def test_without_bubblewrap_root_mode_records_partial_isolation_and_still_cleans
 
 
 def test_without_bubblewrap_user_mode_refuses_unless_allowed() -> None:
+    """Not root and no bubblewrap: nothing would separate a program from the caller's files."""
+    script = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'scripts' / 'src')!r})\n"
+        "from aimachine.quality.sandbox import Sandbox, SandboxError, Settings\n"
+        "try:\n"
+        "    Sandbox.open(Settings(workers=1, bwrap='/nonexistent/bwrap'))\n"
+        "    print('opened')\n"
+        "except SandboxError as error:\n"
+        "    print('refused:', error)\n"
+        "box = Sandbox.open(Settings(workers=1, bwrap='/nonexistent/bwrap', allow_weak=True))\n"
+        "print(json.dumps(box.isolation.as_dict()))\n"
+        "box.close()\n"
+    )
     if os.geteuid() == 0:
-        pytest.skip("user mode: run as a non-root user (root mode is tested above)")
-    with pytest.raises(SandboxError, match="bubblewrap cannot run"):
-        Sandbox.open(Settings(workers=1, bwrap="/nonexistent/bwrap"))
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to become an unprivileged user")
+        user = 1000 + os.getpid() % 20_000 + 45_000
+        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "/usr/bin/python3"]
+    else:
+        command = ["/usr/bin/python3"]
+    proc = subprocess.run(
+        [*command, "-c", script], capture_output=True, text=True, timeout=60, check=False, cwd="/"
+    )
+    assert proc.returncode == 0, proc.stderr
+    refused, recorded = proc.stdout.splitlines()
+    assert refused.startswith("refused: cannot isolate programs here: not root and bubblewrap cannot run")
+    iso = json.loads(recorded)
+    assert iso["mode"] == "user" and iso["tool"] == "none" and iso["full"] is False
+    assert "dedicated uid (runs as the caller's uid)" in iso["missing"]
 
 
 def test_programs_die_with_a_killed_harness(tmp_path: Path) -> None:
