@@ -184,7 +184,7 @@ def parse_answers(data: bytes) -> list[list[object]]:
     for line in data.split(b"\n"):
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can parse
             continue
         if type(item) is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is dict:
             pairs.append(item)
@@ -219,6 +219,7 @@ class Executor:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
         self._trusted_timeout = sandbox.settings.limits.timeout_s * TRUSTED_TIMEOUT_FACTOR
+        plain.allow_big_ints()  # answers and recorded calls may hold big ints (bounded)
         self._trusted: queue.Queue[TrustedWorker] = queue.Queue()
         self._all_trusted = [TrustedWorker(self._trusted_timeout) for _ in range(sandbox.settings.workers)]
         for worker in self._all_trusted:
