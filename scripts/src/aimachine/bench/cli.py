@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aimachine import __version__
+from aimachine import __version__, endpoint
 from aimachine.bench import SCHEMA_VERSION
 from aimachine.bench.client import Endpoint
 from aimachine.bench.metrics import (
@@ -274,13 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_api_key(args: argparse.Namespace) -> str | None:
-    if args.api_key_file:
-        try:
-            lines = args.api_key_file.read_text(encoding="utf-8").splitlines()
-        except OSError as error:
-            raise BenchError(f"cannot read --api-key-file: {error}") from None
-        return lines[0].strip() if lines and lines[0].strip() else None
-    return os.environ.get(args.api_key_env) or None
+    try:
+        return endpoint.read_api_key(args.api_key_file, (args.api_key_env,))
+    except endpoint.KeyFileError as error:
+        raise BenchError(f"--api-key-file: {error}") from None
 
 
 def read_ca_cert(args: argparse.Namespace) -> str | None:

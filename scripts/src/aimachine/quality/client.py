@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from aimachine import endpoint
+
 RETRY_STATUS = {429, 500, 502, 503, 504}
-API_KEY_ENV = ("AIMACHINE_API_KEY", "OPENAI_API_KEY")
+API_KEY_ENV = endpoint.API_KEY_ENV
 
 
 class EndpointError(RuntimeError):
@@ -19,19 +20,11 @@ class EndpointError(RuntimeError):
 
 
 def read_api_key(path: Path | None, env_names: tuple[str, ...] = API_KEY_ENV) -> str | None:
-    """The key from a file (first line) or the environment; never from the command line."""
-    if path is not None:
-        try:
-            key = path.read_text(encoding="utf-8").strip().splitlines()
-        except OSError as error:
-            raise EndpointError(f"cannot read API key file {path}: {error.strerror}") from error
-        if not key or not key[0].strip():
-            raise EndpointError(f"API key file {path} is empty")
-        return key[0].strip()
-    for name in env_names:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+    """The key from a file (first line) or the environment (aimachine.endpoint); never the command line."""
+    try:
+        return endpoint.read_api_key(path, env_names)
+    except endpoint.KeyFileError as error:
+        raise EndpointError(str(error)) from error
 
 
 def api_root(base_url: str) -> str:

@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from aimachine import endpoint
 from aimachine.report.capacity import AUTOCOMPLETE_SLO, CHAT_SLO, SLO_NAMES
 from aimachine.report.cli import _read_json, load_history, render
 from aimachine.report.gates import GateError, evaluate_gates
@@ -346,7 +347,7 @@ def run(config: dict[str, Any], mode: str, force: bool) -> dict[str, Any]:
     out.mkdir()
     (out / "logs").mkdir()
     key_file = config.get("api_key_file")
-    key = Path(key_file).read_text(encoding="utf-8").splitlines()[0].strip() if key_file else None
+    key = endpoint.read_api_key(Path(key_file), ()) if key_file else None
     models = served(config)
     health_by_model = {m.name: _health(m.base_url, key) for m in models}
     chat = next((m for m in models if m.role == "chat"), models[0])
