@@ -257,7 +257,10 @@ class Executor:
                     "test": problem.test,
                 }
                 # The reference may be slow (Mbpp/123): it gets the trusted steps' longer limit.
-                result = self._run_trusted(job)
+                try:
+                    result = self._run_trusted(job)
+                except TrustedError as error:
+                    result = {"ok": False, "error": str(error)}
                 if result.get("timeout"):
                     reference = Reference((), "the reference solution ran past the trusted step's time limit")
                 else:
@@ -281,17 +284,11 @@ class Executor:
         if not answers:
             # The program never answered: say why from its own output (a crash is no verdict input).
             return _no_answers(result), result
-        replay = self._run_trusted(
-            {
-                "op": "replay",
-                "suite": problem.suite,
-                "entry": problem.entry_point,
-                "context": problem.context,
-                "test": problem.test,
-                "calls": list(reference.calls),
-                "answers": answers,
-            }
-        )
+        try:
+            replay = self._trusted_replay(problem, reference, answers)
+        except TrustedError as error:
+            # The replay's child died (e.g. out of memory on huge answers): the sample fails, the run goes on.
+            return Verdict(False, "trusted", str(error)[:300], duration), result
         if replay.get("timeout"):
             return Verdict(
                 False, "timeout", "the tests ran past the trusted step's time limit", duration
@@ -304,6 +301,21 @@ class Executor:
             if crash.error_kind not in ("exited_early", "exit"):
                 return crash, result
         return Verdict(False, kind, str(replay.get("detail") or "")[:300], duration), result
+
+    def _trusted_replay(
+        self, problem: Problem, reference: Reference, answers: list[list[object]]
+    ) -> dict[str, object]:
+        return self._run_trusted(
+            {
+                "op": "replay",
+                "suite": problem.suite,
+                "entry": problem.entry_point,
+                "context": problem.context,
+                "test": problem.test,
+                "calls": list(reference.calls),
+                "answers": answers,
+            }
+        )
 
     async def check_async(self, problem: Problem, solution: str) -> tuple[Verdict, RunResult | None]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.check, problem, solution)
