@@ -12,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(docker.io debootstrap)
 if [ "$purpose" = test ]; then
   packages+=(libvirt-daemon libvirt-clients libxml2-utils qemu-utils genisoimage cloud-init
-             libvirt-dev pkg-config gcc nginx libnginx-mod-http-js)
+             libvirt-dev pkg-config gcc nginx libnginx-mod-http-js bubblewrap)
 fi
 
 missing=()

@@ -16,6 +16,7 @@ from aimachine.quality.datasets import (
     load_mbpp,
     mbpp_entry_point,
 )
+from aimachine.quality.execution import candidate_program
 from aimachine.quality.prompts import chat_messages, completion_prompt, completion_source
 
 MBPP_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mbpp"
@@ -36,8 +37,10 @@ def test_humaneval_has_164_problems_with_runnable_context() -> None:
     first = problems[0]
     assert first.entry_point == "has_close_elements"
     assert first.context == first.text and first.canonical.startswith(first.text)
-    program = first.program("def has_close_elements(numbers, threshold):\n    return False\n", "MARK")
-    assert program.rstrip().endswith("check(has_close_elements)\n\nprint('\\nMARK')")
+    program = candidate_program(first, "def has_close_elements(numbers, threshold):\n    return False\n")
+    # The prompt (its helpers), the solution, the call loop: no test and no expected value.
+    assert program.startswith(first.context) and program.rstrip().endswith("__aim_run(has_close_elements)")
+    assert "check(" not in program and "assert candidate" not in program
 
 
 def test_mbpp_json_array_test_split(mbpp_records: list[dict[str, object]]) -> None:

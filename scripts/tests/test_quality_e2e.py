@@ -97,7 +97,7 @@ def test_live_tiny_model_chat_run(live_server, tmp_path: Path) -> None:
     for written in (tmp_path / "out").iterdir():
         assert live_server.api_key.encode() not in written.read_bytes()  # keys stay out of the results
     assert summary["endpoint"] == live_server.base_url + "/v1"
-    assert summary["settings"]["sandbox"]["mode"] in ("root", "userns")  # type: ignore[index]
+    assert summary["settings"]["sandbox"]["mode"] in ("root", "user")  # type: ignore[index]
     assert summary["wall_time_s"] > 0 and (tmp_path / "out" / "quality.png").stat().st_size > 10_000
     problems = [s for s in samples if s["suite"] != "scenarios"]
     assert [s["id"] for s in problems] == ["HumanEval/0", "HumanEval/1", "Mbpp/11", "Mbpp/12"]

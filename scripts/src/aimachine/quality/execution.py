@@ -1,15 +1,44 @@
-"""Run test programs on the sandbox's worker slots and turn their outcome into verdicts."""
+"""Verdicts decided outside the candidate's process, from plain data.
+
+For a benchmark problem (`Executor.check`):
+
+1. a trusted step (``_trusted.py record``, once per problem) runs the reference solution through
+   the problem's tests with the entry point wrapped, and keeps the calls the tests made;
+2. the candidate's code runs in the sandbox with only those calls' arguments (plain data, on an
+   input file) and writes back, per call, the plain value it returned or the name of the
+   exception it raised (`plain.CANDIDATE_SOURCE`); neither the tests nor the expected results
+   enter its process, and nothing it prints or its exit status counts;
+3. a trusted step (``_trusted.py replay``) runs the tests with the entry point replaced by a
+   function that answers each call with the candidate's decoded value; that step's result is
+   the verdict.
+
+`classify` and the marker remain for the scenario suite's hidden tests, which count points.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import re
 import secrets
+import subprocess
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from aimachine.quality import plain
 from aimachine.quality.sandbox import RunResult, Sandbox
+
+if TYPE_CHECKING:  # only its attributes are used: this module runs under a bare system Python too
+    from aimachine.quality.datasets import Problem
+
+TRUSTED = Path(__file__).with_name("_trusted.py")
+# The trusted steps run dataset code only; this bounds a test that loops on a candidate's value.
+TRUSTED_TIMEOUT_FACTOR = 3.0
 
 EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 ERROR_KINDS = {
@@ -78,6 +107,105 @@ def classify(result: RunResult, marker: str) -> Verdict:
     return Verdict(False, "exit", f"exit status {result.returncode}", duration)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The calls the reference solution's test run made (one JSON line each), or why there are none."""
+
+    calls: tuple[str, ...]
+    error: str | None
+
+
+class TrustedError(RuntimeError):
+    """A trusted step failed to run (not a verdict on the candidate)."""
+
+
+class TrustedWorker:
+    """A ``_trusted.py serve`` process: runs trusted steps one at a time, each in a forked child."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = max(1, int(timeout_s + 0.999))
+        self._proc: subprocess.Popen[str] | None = None
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(TRUSTED), "serve", str(self._timeout)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                encoding="utf-8",
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
+                cwd="/",
+            )
+        return self._proc
+
+    def call(self, job: dict[str, object]) -> dict[str, object]:
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(job) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except (BrokenPipeError, OSError) as error:
+            raise TrustedError(f"trusted worker gone: {error}") from error
+        try:
+            result = json.loads(line)
+        except ValueError:
+            raise TrustedError(f"trusted worker wrote {line[:200]!r}") from None
+        if not isinstance(result, dict):
+            raise TrustedError(f"trusted step {job['op']} wrote {type(result).__name__}, not an object")
+        if "crashed" in result:
+            raise TrustedError(f"trusted step {job['op']} crashed: {result['crashed']}")
+        return result
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+
+
+def candidate_program(problem: Problem, solution: str) -> str:
+    """The program the sandbox runs: the solution (after HumanEval's prompt) and the call loop."""
+    parts = [problem.context, solution, plain.CANDIDATE_SOURCE, f"__aim_run({problem.entry_point})"]
+    return "\n\n".join(part.rstrip() for part in parts if part) + "\n"
+
+
+def parse_answers(data: bytes) -> list[list[object]]:
+    """(index, answer) pairs from the candidate's answer pipe; malformed lines are dropped."""
+    pairs = []
+    for line in data.split(b"\n"):
+        try:
+            item = json.loads(line)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can parse
+            continue
+        if type(item) is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is dict:
+            pairs.append(item)
+    return pairs
+
+
+def _no_answers(result: RunResult) -> Verdict:
+    """Why a candidate gave no (or too few) answers, from what its process left."""
+    exception = _last_exception(result.stderr)
+    if exception:
+        kind = ERROR_KINDS.get(exception[0], "exception")
+        detail = f"{exception[0]}: {exception[1]}" if exception[1] else exception[0]
+        return Verdict(False, kind, detail[:300], result.duration_s)
+    if result.signal_name:
+        kind = "timeout" if result.signal_name == "SIGXCPU" else "signal"
+        return Verdict(False, kind, result.signal_name, result.duration_s)
+    if result.returncode == 0:
+        return Verdict(False, "exited_early", "exited before answering every call", result.duration_s)
+    return Verdict(False, "exit", f"exit status {result.returncode}", result.duration_s)
+
+
 class Executor:
     """A pool of threads, one per sandbox slot; each run takes a free slot for its duration."""
 
@@ -87,19 +215,115 @@ class Executor:
         for slot in range(sandbox.settings.workers):
             self._slots.put(slot)
         self._pool = ThreadPoolExecutor(max_workers=sandbox.settings.workers, thread_name_prefix="sandbox")
+        self._references: dict[tuple[str, str], Reference] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._trusted_timeout = sandbox.settings.limits.timeout_s * TRUSTED_TIMEOUT_FACTOR
+        plain.allow_big_ints()  # answers and recorded calls may hold big ints (bounded)
+        self._trusted: queue.Queue[TrustedWorker] = queue.Queue()
+        self._all_trusted = [TrustedWorker(self._trusted_timeout) for _ in range(sandbox.settings.workers)]
+        for worker in self._all_trusted:
+            self._trusted.put(worker)
 
-    def run(self, program: str) -> RunResult:
+    def _run_trusted(self, job: dict[str, object]) -> dict[str, object]:
+        worker = self._trusted.get()
+        try:
+            return worker.call(job)
+        finally:
+            self._trusted.put(worker)
+
+    def run(self, program: str, inputs: str = "") -> RunResult:
         slot = self._slots.get()
         try:
-            return self.sandbox.run(program, slot)
+            return self.sandbox.run(program, slot, inputs)
         finally:
             self._slots.put(slot)
 
     async def run_async(self, program: str) -> RunResult:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.run, program)
 
+    def reference(self, problem: Problem) -> Reference:
+        """The reference's calls for `problem`, recorded once per run."""
+        key = (problem.suite, problem.task_id)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._references:
+                job = {
+                    "op": "record",
+                    "suite": problem.suite,
+                    "entry": problem.entry_point,
+                    "canonical": problem.canonical,
+                    "test": problem.test,
+                }
+                # The reference may be slow (Mbpp/123): it gets the trusted steps' longer limit.
+                try:
+                    result = self._run_trusted(job)
+                except TrustedError as error:
+                    result = {"ok": False, "error": str(error)}
+                if result.get("timeout"):
+                    reference = Reference((), "the reference solution ran past the trusted step's time limit")
+                else:
+                    calls = tuple(str(c) for c in result.get("calls", []))  # type: ignore[attr-defined]
+                    reference = Reference(calls, None if result.get("ok") else str(result.get("error")))
+                self._references[key] = reference
+            return self._references[key]
+
+    def check(self, problem: Problem, solution: str) -> tuple[Verdict, RunResult | None]:
+        """The verdict on `solution` for `problem` (see the module's docstring)."""
+        reference = self.reference(problem)
+        if reference.error:
+            return Verdict(False, "reference", reference.error[:300], 0.0), None
+        result = self.run(candidate_program(problem, solution), "\n".join(reference.calls) + "\n")
+        duration = result.duration_s
+        answers = parse_answers(result.answers)
+        if result.setup_error:
+            return Verdict(False, "sandbox", result.setup_error, duration), result
+        if result.timed_out:
+            return Verdict(False, "timeout", "wall-clock limit reached", duration), result
+        if not answers:
+            # The program never answered: say why from its own output (a crash is no verdict input).
+            return _no_answers(result), result
+        try:
+            replay = self._trusted_replay(problem, reference, answers)
+        except TrustedError as error:
+            # The replay's child died (e.g. out of memory on huge answers): the sample fails, the run goes on.
+            return Verdict(False, "trusted", str(error)[:300], duration), result
+        if replay.get("timeout"):
+            return Verdict(
+                False, "timeout", "the tests ran past the trusted step's time limit", duration
+            ), result
+        if replay.get("passed") is True:
+            return Verdict(True, None, None, duration), result
+        kind = str(replay.get("kind") or "exception")
+        if kind == "no_result":
+            crash = _no_answers(result)
+            if crash.error_kind not in ("exited_early", "exit"):
+                return crash, result
+        return Verdict(False, kind, str(replay.get("detail") or "")[:300], duration), result
+
+    def _trusted_replay(
+        self, problem: Problem, reference: Reference, answers: list[list[object]]
+    ) -> dict[str, object]:
+        return self._run_trusted(
+            {
+                "op": "replay",
+                "suite": problem.suite,
+                "entry": problem.entry_point,
+                "context": problem.context,
+                "test": problem.test,
+                "calls": list(reference.calls),
+                "answers": answers,
+            }
+        )
+
+    async def check_async(self, problem: Problem, solution: str) -> tuple[Verdict, RunResult | None]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.check, problem, solution)
+
     def map(self, programs: list[str]) -> list[RunResult]:
         return list(self._pool.map(self.run, programs))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        for worker in self._all_trusted:
+            worker.close()

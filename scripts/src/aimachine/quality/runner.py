@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from aimachine.quality.client import Completion, Endpoint, EndpointError
 from aimachine.quality.datasets import Problem
-from aimachine.quality.execution import Executor, classify, new_marker
+from aimachine.quality.execution import Executor
 from aimachine.quality.extract import Extraction, extract_code, truncate_completion
 from aimachine.quality.judge import judge_answer
 from aimachine.quality.prompts import chat_messages, completion_prompt, completion_source
@@ -156,18 +156,16 @@ class Runner:
         if not extraction.code.strip():
             record.update(verdict="failed", error_kind="no_code", error_detail="; ".join(extraction.notes))
         else:
-            marker = new_marker()
-            result = await self.executor.run_async(problem.program(extraction.code, marker))
-            verdict = classify(result, marker)
-            exec_s = round(result.duration_s, 3)
+            verdict, result = await self.executor.check_async(problem, extraction.code)
+            exec_s = round(verdict.duration_s, 3)
             record.update(
                 verdict="passed" if verdict.passed else "failed",
                 error_kind=verdict.error_kind,
                 error_detail=verdict.error_detail,
             )
-            if not verdict.passed:
+            if result is not None and not verdict.passed:
                 record["stderr_tail"] = result.stderr[-STDERR_TAIL:]
-            if result.leftover_pids:
+            if result is not None and result.leftover_pids:
                 record["sandbox_leftovers"] = result.leftover_pids
         record["time"] = {
             "request_s": round(completion.latency_s, 3) if completion else None,

@@ -1,25 +1,33 @@
-"""Run model-written programs so that they cannot change anything outside their own sandbox.
+"""Run model-written programs so that they cannot change, read or reach anything outside.
 
-Each program runs in its own process, started by ``_launcher.py``:
+Isolation comes from bubblewrap (``bwrap``, Debian's ``bubblewrap`` package, what Flatpak uses):
 
-* as root (the appliance's CI and the verify role): as a dedicated unprivileged uid per worker slot
-  (``uid_base + slot``; RLIMIT_NPROC counts per uid, so slots cannot starve each other), with no
-  supplementary groups and ``no_new_privs``;
-* without root: as the calling user inside a new user namespace (the program keeps no capability);
-* in new network (no interface but a down loopback), mount (every mount read-only, private tmpfs
-  on /tmp, /var/tmp and /dev/shm holding a 0700 work directory) and pid namespaces (when the
-  program's pid 1 ends, the kernel kills whatever it started);
-* under RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CORE=0, with a
-  wall-clock timeout, a cap on captured output, and a check afterwards that nothing it started is
-  left running.
+* every namespace: user, mount, IPC, pid, network, UTS and cgroup (``--unshare-*``); a new session
+  (``--new-session``: no TIOCSTI into the harness's terminal), killed with the harness
+  (``--die-with-parent``; the launcher's death signal covers bwrap itself), no nested user
+  namespaces (``--disable-userns``);
+* a minimal read-only root: the interpreter's binary, its standard library (site-packages hidden)
+  and the system libraries it loads; a private /dev (null, zero, random ...), private tmpfs on
+  /tmp, /dev/shm and the work directory; no /proc, /etc, /run, /var, home or any host socket;
+* as root: each worker slot runs as its own unprivileged uid (``uid_base + slot``) that owns
+  nothing on the host, with no supplementary groups, and bwrap runs unprivileged as that uid;
+  without root, bwrap maps the caller's uid (the host uid is the caller's: recorded as such);
+* RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CORE=0 (set by
+  ``_launcher.py`` before bwrap starts), a wall-clock timeout, a cap on captured output and a
+  check afterwards that nothing it started is left running.
 
-`Sandbox.open` probes what this machine allows and refuses to run without namespaces unless told
-(``allow_weak=True``): see docs/quality.md for what each fallback gives up.
+`Sandbox.open` probes what this machine allows and records it (`Isolation`): which tool, which
+namespaces, which uid. Without bwrap, or where it cannot create namespaces (some containers),
+programs run with the limits only and the isolation is recorded as partial: the report flags it
+and a gate fails unless the run allowed it. Without root and without bwrap nothing separates a
+program from the caller's files: that needs ``allow_weak=True``. docs/quality.md has the threat
+model and what each layer stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import selectors
@@ -39,12 +47,22 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 LAUNCHER = Path(__file__).with_name("_launcher.py")
+LAUNCHER_SOURCE = LAUNCHER.read_text(encoding="utf-8")
+PRLIMIT = shutil.which("prlimit") or ""
 SETUP_FAILED = 125
-SETUP_PREFIX = "aimachine-sandbox:"
+SETUP_PREFIX = "bwrap:"
 # Unused by Linux distributions and by systemd's dynamic and container ranges (systemd UIDS-GIDS.md).
 DEFAULT_UID_BASE = 2_000_000_000
 DEFAULT_GID = 65534
-# Where a program may have left files when there is no private /tmp (no mount namespace).
+# The uid and gid the program sees inside its user namespace.
+INNER_UID = 1000
+INNER_GID = 1000
+NAMESPACES = ("user", "mnt", "ipc", "pid", "net", "uts", "cgroup")
+WORKDIR = "/sandbox"
+INPUT_DIR = "/sandbox/in"
+PROGRAM_NAME = "program.py"
+INPUT_NAME = "calls.jsonl"
+# Where a program may have left files when there is no private /tmp (no bwrap).
 SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 # How often the supervisor checks whether the program exited while its pipes stay open, and how
 # long it then still collects output.
@@ -60,6 +78,15 @@ SAMPLE_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
+INTERPRETER_PROBE = (
+    "import json, os, site, sys, sysconfig\n"
+    "paths = sysconfig.get_paths()\n"
+    "print(json.dumps({'executable': os.path.realpath(sys.executable), 'version': sys.version.split()[0],"
+    " 'stdlib': [paths['stdlib'], paths['platstdlib']], 'prefix': sys.base_prefix,"
+    " 'multiarch': sysconfig.get_config_var('MULTIARCH') or '',"
+    " 'libdir': sysconfig.get_config_var('LIBDIR') or '',"
+    " 'site': [*site.getsitepackages(), paths['purelib'], paths['platlib']]}))\n"
+)
 
 
 class SandboxError(RuntimeError):
@@ -79,6 +106,7 @@ class Limits:
     tmpfs_bytes: int = 64 * MIB
     output_bytes: int = 64 * KIB
     max_program_bytes: int = 1 * MIB
+    answer_bytes: int = 16 * MIB
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.cpu_s <= 0:
@@ -97,23 +125,48 @@ class Settings:
     gid: int = DEFAULT_GID
     python: str | None = None
     allow_weak: bool = False
+    # Tests only: pretend bwrap is missing (the fallback path) or use another binary.
+    bwrap: str | None = None
 
 
 @dataclass(frozen=True)
 class Isolation:
-    """What the probe established on this machine; recorded in every summary."""
+    """What the probe established on this machine; recorded in every summary and report."""
 
-    mode: str  # "root" (dedicated uids), "userns" (own uid in a user namespace) or "weak"
-    net: bool
-    mnt: bool
-    pid: bool
+    mode: str  # "root" (a dedicated uid per slot) or "user" (the caller's uid)
+    tool: str  # "bubblewrap <version>" or "none"
+    namespaces: tuple[str, ...]  # those in force, from NAMESPACES
+    host_uid: str  # "dedicated" (owns nothing on the host) or "caller"
     python: str
     python_version: str
     uids: tuple[int, ...]
+    root_fs: str = "minimal"  # "minimal" (interpreter + stdlib, read-only) or "host" (no bwrap)
     notes: tuple[str, ...] = ()
 
+    @property
+    def bwrap(self) -> bool:
+        return self.tool.startswith("bubblewrap")
+
+    @property
+    def missing(self) -> list[str]:
+        """What full isolation has that this one lacks (empty: full)."""
+        gaps = [f"{name} namespace" for name in NAMESPACES if name not in self.namespaces]
+        if not self.bwrap:
+            gaps.insert(0, "bubblewrap")
+        if self.root_fs != "minimal":
+            gaps.append("minimal read-only root")
+        if self.host_uid != "dedicated":
+            gaps.append("dedicated uid (runs as the caller's uid)")
+        return gaps
+
+    @property
+    def full(self) -> bool:
+        return not self.missing
+
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        data.update(full=self.full, missing=self.missing)
+        return data
 
 
 @dataclass
@@ -126,7 +179,9 @@ class RunResult:
     output_truncated: bool = False
     setup_error: str | None = None
     leftover_pids: list[int] = field(default_factory=list)
-    inner_pid: int | None = None  # host pid of the program (of its namespace's pid 1)
+    inner_pid: int | None = None  # host pid of the program's namespace's pid 1 (bwrap's child)
+    answers: bytes = b""  # what the program wrote to its answer pipe
+    answers_truncated: bool = False
 
     @property
     def signal_name(self) -> str | None:
@@ -157,6 +212,20 @@ class _Tail:
         return self.data.decode("utf-8", errors="replace")
 
 
+class _Head:
+    """Keeps the first `limit` bytes (answers: a truncated line at the end is simply dropped)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - len(self.data)
+        self.data += chunk[: max(room, 0)]
+        self.dropped += max(len(chunk) - max(room, 0), 0)
+
+
 def processes_of_uid(uid: int) -> list[int]:
     """Pids of every process (zombies included) whose owner is `uid`, from /proc."""
     pids = []
@@ -179,6 +248,15 @@ def is_running(pid: int) -> bool:
         return False
 
 
+def bwrap_version(binary: str) -> str | None:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return None
+    words = out.stdout.split()
+    return words[-1] if out.returncode == 0 and words else None
+
+
 class Sandbox:
     """Runs programs in isolation; one worker slot per concurrent program (`slot` in `run`)."""
 
@@ -186,6 +264,8 @@ class Sandbox:
         self.settings = settings
         self.isolation = isolation
         self._base_dir = base_dir
+        self._binds: list[str] = []
+        self._bwrap = ""
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -203,78 +283,87 @@ class Sandbox:
         base_dir = Path(tempfile.mkdtemp(prefix="aimachine-sandbox-"))
         # Sandbox users must traverse (not list) the base to reach their own work directory.
         base_dir.chmod(0o711)
-        probe = cls(settings, Isolation("weak", False, False, False, "", "", uids), base_dir)
+        mode = "root" if root else "user"
+        host_uid = "dedicated" if root else "caller"
+        box = cls(settings, Isolation(mode, "none", (), host_uid, "", "", uids, "host"), base_dir)
         try:
-            probe.isolation = probe._probe(root, uids)
+            box.isolation = box._probe(mode, host_uid, uids)
         except BaseException:
             shutil.rmtree(base_dir, ignore_errors=True)
             raise
-        return probe
+        return box
 
-    def _probe(self, root: bool, uids: tuple[int, ...]) -> Isolation:
+    def _probe(self, mode: str, host_uid: str, uids: tuple[int, ...]) -> Isolation:
         notes: list[str] = []
-        mode = "root" if root else "userns"
+        python, info = self._interpreter(notes)
+        version = str(info["version"])
+        binary = self.settings.bwrap if self.settings.bwrap is not None else (shutil.which("bwrap") or "")
+        tool_version = bwrap_version(binary) if binary else None
+        if tool_version:
+            self._bwrap = binary
+            self._binds = _bind_args(info)
+            tool = f"bubblewrap {tool_version}"
+            wanted = list(NAMESPACES)
+            ok, detail = self._try(Isolation(mode, tool, tuple(wanted), host_uid, python, version, uids))
+            if not ok:
+                notes.append(f"all namespaces together failed: {detail}")
+                # Without a user namespace an unprivileged bwrap can do nothing; the others may be optional.
+                for name in ("cgroup", "uts", "ipc", "net", "pid"):
+                    trial = [n for n in wanted if n != name]
+                    ok, detail = self._try(
+                        Isolation(mode, tool, tuple(trial), host_uid, python, version, uids)
+                    )
+                    if ok:
+                        notes.append(f"{name} namespace unavailable")
+                        wanted = trial
+                        break
+            if ok:
+                return Isolation(
+                    mode, tool, tuple(wanted), host_uid, python, version, uids, "minimal", tuple(notes)
+                )
+            notes.append(f"bubblewrap cannot create namespaces here: {detail}")
+        else:
+            notes.append("bubblewrap (bwrap) not found: install the bubblewrap package")
+        self._bwrap = ""
+        weak = Isolation(mode, "none", (), host_uid, python, version, uids, "host", tuple(notes))
+        if mode == "user" and not self.settings.allow_weak:
+            raise SandboxError(
+                "cannot isolate programs here: not root and bubblewrap cannot run ("
+                + "; ".join(notes)
+                + "). Install bubblewrap and allow unprivileged user namespaces"
+                " (sysctl kernel.unprivileged_userns_clone=1), run as root, or accept a weak sandbox"
+                " (rlimits and a timeout only, as your own uid) with --allow-weak-sandbox"
+            )
+        ok, detail = self._try(weak)
+        if not ok:
+            raise SandboxError(f"the interpreter {python} does not run as the sandbox user: {detail}")
+        return weak
+
+    def _interpreter(self, notes: list[str]) -> tuple[str, dict[str, object]]:
         candidates = [self.settings.python] if self.settings.python else _python_candidates()
-        python, version = "", ""
         errors = []
         for candidate in candidates:
-            trial = Isolation(mode, False, False, False, candidate, "", uids)
-            ok, detail = self._try(trial)
-            if ok:
-                python, version = candidate, detail
-                break
-            errors.append(f"{candidate}: {detail}")
-        if not python and not root:
-            # No user namespace at all: only the weak mode can tell whether the interpreter runs.
-            for candidate in candidates:
-                ok, detail = self._try(Isolation("weak", False, False, False, candidate, "", ()))
-                if ok:
-                    python, version, mode = candidate, detail, "weak"
-                    notes.append("user namespaces unavailable: " + "; ".join(errors))
-                    break
-        if not python:
-            raise SandboxError(
-                "no Python interpreter runs inside the sandbox ("
-                + "; ".join(errors)
-                + "); pass --sandbox-python with an interpreter every user can execute, e.g. /usr/bin/python3"
-            )
-        flags = {"net": False, "mnt": False, "pid": False}
-        if mode != "weak":
-            full = Isolation(mode, True, True, True, python, version, uids)
-            ok, detail = self._try(full)
-            if ok:
-                flags = {"net": True, "mnt": True, "pid": True}
-            else:
-                notes.append(f"all namespaces together failed: {detail}")
-                for name in flags:
-                    ok, detail = self._try(
-                        Isolation(
-                            mode,
-                            **{**dict.fromkeys(flags, False), name: True},
-                            python=python,
-                            python_version=version,
-                            uids=uids,
-                        )
-                    )
-                    flags[name] = ok
-                    if not ok:
-                        notes.append(f"{name} namespace unavailable: {detail}")
-        if mode == "userns" and not (flags["mnt"] and flags["pid"]):
-            # Same uid as the caller: without these the program could write the caller's files or kill
-            # the caller's processes. Weak mode uses no namespace (they need the user namespace here).
-            mode = "weak"
-            flags = dict.fromkeys(flags, False)
-        if mode == "weak" and not self.settings.allow_weak:
-            raise SandboxError(
-                "cannot isolate programs here: not root and no usable user/mount/pid namespaces ("
-                + "; ".join(notes or errors or ["no details"])
-                + "). Run as root, enable unprivileged user namespaces"
-                " (sysctl kernel.unprivileged_userns_clone=1), or accept a weak sandbox"
-                " (rlimits and a timeout only) with --allow-weak-sandbox"
-            )
-        if not flags["net"]:
-            notes.append("no network namespace: programs can open network connections")
-        return Isolation(mode, flags["net"], flags["mnt"], flags["pid"], python, version, uids, tuple(notes))
+            try:
+                out = subprocess.run(
+                    [candidate, "-I", "-c", INTERPRETER_PROBE],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=True,
+                )
+                info = json.loads(out.stdout)
+            except (OSError, subprocess.SubprocessError, ValueError) as error:
+                errors.append(f"{candidate}: {error}")
+                continue
+            if _under_home(str(info["executable"])) and not self.settings.python:
+                errors.append(f"{candidate}: lies in a home directory, which the sandbox hides")
+                continue
+            return str(info["executable"]), info
+        raise SandboxError(
+            "no usable Python interpreter for the sandbox ("
+            + "; ".join(errors)
+            + "); pass --sandbox-python with a system interpreter, e.g. /usr/bin/python3"
+        )
 
     def _try(self, isolation: Isolation) -> tuple[bool, str]:
         saved = self.isolation
@@ -289,63 +378,125 @@ class Sandbox:
 
     # -- running --------------------------------------------------------------------------------
 
-    def run(self, program: str, slot: int) -> RunResult:
+    def run(self, program: str, slot: int, inputs: str = "") -> RunResult:
+        """Run `program`; `inputs` is the text of the input file it gets as ``sys.argv[1]``."""
         iso, limits = self.isolation, self.settings.limits
         if not 0 <= slot < self.settings.workers:
             raise ValueError(f"slot {slot} outside 0..{self.settings.workers - 1}")
+        source = program.encode("utf-8")
+        if len(source) > limits.max_program_bytes:
+            return RunResult(None, False, 0.0, "", "", setup_error="program too large")
         root_mode = iso.mode == "root"
         uid = iso.uids[slot] if root_mode else os.getuid()
         gid = self.settings.gid if root_mode else os.getgid()
-        workdir: Path | None = None
-        if not iso.mnt:
-            workdir = Path(tempfile.mkdtemp(prefix=f"slot{slot}-", dir=self._base_dir))
-            if root_mode:
-                os.chown(workdir, uid, gid)
-            workdir.chmod(0o700)
-        status_read, status_write = os.pipe()
-        config = {
-            "uid": uid,
-            "gid": gid,
-            "drop_to_uid": root_mode,
-            "userns": iso.mode == "userns",
-            "net": iso.net,
-            "mnt": iso.mnt,
-            "pid": iso.pid,
-            "workdir": str(workdir) if workdir else None,
-            "tmpfs_bytes": limits.tmpfs_bytes,
-            "python": iso.python,
-            "env": SAMPLE_ENV,
-            "max_program_bytes": limits.max_program_bytes,
-            "status_fd": status_write,
-            "limits": {
-                "as": limits.memory_bytes,
-                "cpu": limits.cpu_s,
-                "nproc": self._nproc_limit(root_mode),
-                "fsize": limits.fsize_bytes,
-                "nofile": limits.nofile,
-            },
-        }
+        rundir = Path(tempfile.mkdtemp(prefix=f"slot{slot}-", dir=self._base_dir))
+        (rundir / PROGRAM_NAME).write_bytes(source)
+        (rundir / INPUT_NAME).write_text(inputs, encoding="utf-8")
+        for path in (rundir / PROGRAM_NAME, rundir / INPUT_NAME):
+            path.chmod(0o400 if iso.bwrap else 0o600)
+        if root_mode:
+            for path in (rundir, rundir / PROGRAM_NAME, rundir / INPUT_NAME):
+                os.chown(path, uid, gid)
+        rundir.chmod(0o700)
+        # Inherited fds keep their numbers through the launcher and bwrap: the program gets the
+        # answer pipe's number as its second argument.
+        answer_read, answer_write = os.pipe()
+        info_read, info_write = os.pipe()
+        if iso.bwrap:
+            inner = [
+                iso.python,
+                "-I",
+                "-B",
+                f"{INPUT_DIR}/{PROGRAM_NAME}",
+                f"{INPUT_DIR}/{INPUT_NAME}",
+                str(answer_write),
+            ]
+            command = self._bwrap_command(iso, rundir, info_write, inner)
+        else:
+            command = [
+                iso.python,
+                "-I",
+                "-B",
+                str(rundir / PROGRAM_NAME),
+                str(rundir / INPUT_NAME),
+                str(answer_write),
+            ]
+        limits_values = (
+            limits.memory_bytes,
+            limits.cpu_s,
+            self._nproc_limit(root_mode),
+            limits.fsize_bytes,
+            limits.nofile,
+        )
+        if PRLIMIT:
+            # util-linux's prlimit: a C binary, so no interpreter start per program. The soft CPU limit
+            # sends SIGXCPU, the hard one a second later SIGKILL.
+            address_space, cpu, nproc, fsize, nofile = limits_values
+            launcher = [
+                PRLIMIT,
+                f"--as={address_space}",
+                f"--cpu={cpu}:{cpu + 1}",
+                f"--nproc={nproc}",
+                f"--fsize={fsize}",
+                f"--nofile={nofile}",
+                "--core=0",
+                "--",
+                *command,
+            ]
+        else:
+            launcher = [
+                iso.python,
+                "-I",
+                "-S",
+                "-c",
+                LAUNCHER_SOURCE,
+                *map(str, limits_values),
+                "--",
+                *command,
+            ]
+        env = {**SAMPLE_ENV, "HOME": WORKDIR if iso.bwrap else str(rundir), "TMPDIR": "/tmp"}
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(LAUNCHER), *launcher_args(config)],
-                stdin=subprocess.PIPE,
+                launcher,
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(status_write,),
+                pass_fds=(answer_write, info_write),
                 start_new_session=True,
-                env={"PATH": SAMPLE_ENV["PATH"], "LANG": "C.UTF-8"},
+                cwd="/" if iso.bwrap else str(rundir),
+                env=env,
+                **({"user": uid, "group": gid, "extra_groups": []} if root_mode else {}),  # type: ignore[arg-type]
             )
         finally:
-            os.close(status_write)
+            os.close(answer_write)
+            os.close(info_write)
         try:
-            result = self._supervise(proc, program.encode("utf-8"), status_read, start)
+            result = self._supervise(proc, answer_read, info_read, start)
         finally:
-            os.close(status_read)
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
+            os.close(answer_read)
+            os.close(info_read)
+            shutil.rmtree(rundir, ignore_errors=True)
         result.leftover_pids = self._clean_up(uid, gid, root_mode, result)
         return result
+
+    def _bwrap_command(self, iso: Isolation, rundir: Path, info_fd: int, inner: list[str]) -> list[str]:
+        size = str(self.settings.limits.tmpfs_bytes)
+        args = [self._bwrap]
+        args += [f"--unshare-{name}" for name in iso.namespaces if name != "mnt"]
+        # --as-pid-1: the program is its namespace's pid 1, so when it ends the kernel kills whatever it
+        # started; bwrap's own reaper would be left a zombie for the host's init (bwrap exits first).
+        args += ["--die-with-parent", "--new-session", "--info-fd", str(info_fd), "--clearenv"]
+        args += ["--as-pid-1"] if "pid" in iso.namespaces else []
+        if "user" in iso.namespaces:
+            args += ["--uid", str(INNER_UID), "--gid", str(INNER_GID), "--disable-userns"]
+        args += self._binds
+        args += ["--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/tmp"]
+        args += ["--size", size, "--tmpfs", WORKDIR, "--ro-bind", str(rundir), INPUT_DIR, "--chdir", WORKDIR]
+        for name, value in {**SAMPLE_ENV, "HOME": WORKDIR, "TMPDIR": "/tmp"}.items():
+            args += ["--setenv", name, value]
+        args += ["--remount-ro", "/", "--", *inner]
+        return args
 
     def _nproc_limit(self, root_mode: bool) -> int:
         if root_mode:
@@ -354,21 +505,17 @@ class Sandbox:
         return len(processes_of_uid(os.getuid())) + self.settings.limits.nproc * self.settings.workers
 
     def _supervise(
-        self, proc: subprocess.Popen[bytes], program: bytes, status_read: int, start: float
+        self, proc: subprocess.Popen[bytes], answer_read: int, info_read: int, start: float
     ) -> RunResult:
         limits = self.settings.limits
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        try:
-            proc.stdin.write(program)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the launcher failed before reading; its stderr says why
+        assert proc.stdout is not None and proc.stderr is not None
         out, err = _Tail(limits.output_bytes), _Tail(limits.output_bytes)
-        status = bytearray()
+        answers, info = _Head(limits.answer_bytes), _Head(64 * KIB)
         selector = selectors.DefaultSelector()
         selector.register(proc.stdout, selectors.EVENT_READ, out)
         selector.register(proc.stderr, selectors.EVENT_READ, err)
-        selector.register(status_read, selectors.EVENT_READ, status)
+        selector.register(answer_read, selectors.EVENT_READ, answers)
+        selector.register(info_read, selectors.EVENT_READ, info)
         deadline = start + limits.timeout_s
         timed_out = False
         exited_at: float | None = None
@@ -387,25 +534,24 @@ class Sandbox:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fileobj)
-                elif isinstance(key.data, _Tail):
-                    key.data.add(chunk)
                 else:
-                    key.data.extend(chunk)
+                    key.data.add(chunk)
         selector.close()
         if not timed_out:
             try:
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 timed_out = True
+        inner_pid = _child_pid(bytes(info.data), proc.pid)
         if timed_out:
-            self._stop(proc)
+            self._stop(proc, inner_pid)
         duration = time.monotonic() - start
         proc.stdout.close()
         proc.stderr.close()
         stderr = err.text()
         setup_error = None
-        if proc.returncode == SETUP_FAILED and SETUP_PREFIX in stderr:
-            setup_error = stderr.split(SETUP_PREFIX, 1)[1].strip().splitlines()[0]
+        if proc.returncode in (1, SETUP_FAILED) and stderr.startswith(SETUP_PREFIX):
+            setup_error = stderr.strip().splitlines()[0]
         result = RunResult(
             returncode=proc.returncode,
             timed_out=timed_out,
@@ -414,20 +560,21 @@ class Sandbox:
             stderr=stderr,
             output_truncated=bool(out.dropped or err.dropped),
             setup_error=setup_error,
+            answers=bytes(answers.data),
+            answers_truncated=bool(answers.dropped),
         )
-        if status.strip():
-            result.inner_pid = int(status.decode().split()[0])
+        result.inner_pid = inner_pid
         return result
 
-    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if self.isolation.pid:
-            # The launcher SIGKILLs the namespace's pid 1 and reaps it: no orphan is left to the host's init.
-            try:
-                proc.send_signal(signal.SIGTERM)
+    def _stop(self, proc: subprocess.Popen[bytes], inner_pid: int | None) -> None:
+        # Kill the namespace's pid 1 first (that takes every process in it): bwrap, still alive, reaps it
+        # and exits, so no zombie is left to the host's init. Then bwrap itself, if it is still there.
+        if inner_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(inner_pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2.0)
                 return
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -436,12 +583,12 @@ class Sandbox:
         """Make sure nothing the program started still runs; returns pids that survived (should be none)."""
         deadline = time.monotonic() + 3.0
         inner = result.inner_pid
-        if self.isolation.pid and inner is not None:
+        if inner is not None and "pid" in self.isolation.namespaces:
             # The kernel tears a pid namespace down shortly after its pid 1 is gone.
             while is_running(inner) and time.monotonic() < deadline:
                 time.sleep(0.01)
         if not root_mode:
-            return [inner] if self.isolation.pid and inner is not None and is_running(inner) else []
+            return [inner] if inner is not None and is_running(inner) else []
         while True:
             survivors = [pid for pid in processes_of_uid(uid) if is_running(pid)]
             if not survivors or time.monotonic() > deadline:
@@ -459,7 +606,7 @@ class Sandbox:
                 check=False,
             )
             time.sleep(0.02)
-        if not self.isolation.mnt:
+        if not self.isolation.bwrap:
             _sweep_shared_temp(uid)
         return survivors
 
@@ -477,22 +624,57 @@ class Sandbox:
         self.close()
 
 
-def launcher_args(config: dict[str, object]) -> list[str]:
-    """The launcher's ``key=value`` arguments (see _launcher.parse_args)."""
-    args = []
-    for key, value in config.items():
-        if isinstance(value, dict):
-            prefix = "env." if key == "env" else "limit."
-            args += [f"{prefix}{name}={item}" for name, item in value.items()]
-        elif isinstance(value, bool):
-            args.append(f"{key}={int(value)}")
-        else:
-            args.append(f"{key}={'' if value is None else value}")
+def _child_pid(info: bytes, bwrap_pid: int) -> int | None:
+    """bwrap's child (the pid namespace's pid 1) from its --info-fd JSON, if it is bwrap's child."""
+    try:
+        pid = int(json.loads(info.decode().split("}", 1)[0] + "}")["child-pid"])
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (ValueError, KeyError, TypeError, IndexError, OSError):
+        return None
+    # Only a pid whose parent is the bwrap we started: nothing the program writes can aim the kill.
+    return pid if parent == bwrap_pid else None
+
+
+def _under_home(path: str) -> bool:
+    return path.startswith(("/root/", "/home/"))
+
+
+def _bind_args(info: dict[str, object]) -> list[str]:
+    """bwrap arguments for a read-only root with the interpreter, its stdlib and system libraries only."""
+    args: list[str] = []
+    # The merged-/usr top-level links (/lib -> usr/lib ...), as on the host.
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{top}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path) and top.startswith("lib"):
+            args += ["--ro-bind", path, path]
+    executable = str(info["executable"])
+    dirs = {executable}
+    dirs.update(str(p) for p in info["stdlib"])  # type: ignore[attr-defined]
+    multiarch = str(info["multiarch"])
+    for libdir in ("/usr/lib64", f"/usr/lib/{multiarch}" if multiarch else "", str(info["libdir"])):
+        if libdir and os.path.isdir(libdir):
+            dirs.add(libdir)
+    # The shortest set: a directory inside another bound one adds nothing.
+    chosen = sorted(d for d in dirs if os.path.exists(d))
+    kept: list[str] = []
+    for path in chosen:
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    for path in kept:
+        args += ["--ro-bind", path, path]
+    # site-packages / dist-packages under a bound directory: hidden (third-party code, data sets).
+    for site_dir in sorted({str(p) for p in info["site"]}):  # type: ignore[attr-defined]
+        if os.path.isdir(site_dir) and any(site_dir.startswith(k.rstrip("/") + "/") for k in kept):
+            args += ["--tmpfs", site_dir, "--remount-ro", site_dir]
     return args
 
 
 def _python_candidates() -> list[str]:
-    found = [sys.executable, "/usr/bin/python3", shutil.which("python3") or ""]
+    # The system interpreter first: its stdlib lies under /usr, which the sandbox shows read-only.
+    found = ["/usr/bin/python3", sys.executable, shutil.which("python3") or ""]
     unique: list[str] = []
     for path in found:
         if path and os.path.exists(path) and path not in unique:

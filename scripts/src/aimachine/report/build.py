@@ -119,7 +119,8 @@ def _quality_section(inputs: Inputs, refs: dict[str, Any]) -> dict[str, Any]:
     section["settings"] = {
         k: settings.get(k) for k in ("mode", "samples", "temperature", "max_tokens", "limit", "seed")
     }
-    section["sandbox"] = (settings.get("sandbox") or {}).get("mode")
+    section["isolation"] = settings.get("sandbox") or {}
+    section["sandbox"] = isolation_text(section["isolation"])
     section["wall_time_s"] = quality.get("wall_time_s")
     return section
 
@@ -251,8 +252,36 @@ def _performance_section(inputs: Inputs) -> dict[str, Any]:
     }
 
 
+def isolation_text(iso: dict[str, Any]) -> str | None:
+    """The sandbox's isolation in one phrase; a partial one says so first (issue #17)."""
+    if not iso:
+        return None
+    if "full" not in iso:  # a summary from before bubblewrap: it recorded a mode only
+        return f"PARTIAL ISOLATION: {iso.get('mode')} mode, recorded before bubblewrap"
+    namespaces = ", ".join(iso.get("namespaces") or []) or "none"
+    uid = "a dedicated uid" if iso.get("host_uid") == "dedicated" else "the caller's uid"
+    text = f"{iso.get('tool')}, {iso.get('mode')} mode as {uid}, namespaces: {namespaces}"
+    if iso.get("full"):
+        return text
+    return f"PARTIAL ISOLATION (missing {', '.join(iso.get('missing') or [])}): {text}"
+
+
+def _isolation_metrics(quality: dict[str, Any]) -> dict[str, Any]:
+    iso = quality.get("isolation")
+    if not iso:
+        return {"sandbox_isolation_full": None, "sandbox_isolation_missing": []}
+    if "full" not in iso:
+        # A summary from before the isolation was recorded in full: flagged in the text, not gated.
+        return {"sandbox_isolation_full": None, "sandbox_isolation_missing": []}
+    return {
+        "sandbox_isolation_full": bool(iso["full"]),
+        "sandbox_isolation_missing": list(iso.get("missing") or []),
+    }
+
+
 def _metrics(quality: dict[str, Any], scenarios: dict[str, Any], perf: dict[str, Any]) -> dict[str, Any]:
     m: dict[str, Any] = dict.fromkeys(METRICS)
+    m.update(_isolation_metrics(quality))
     for suite in ("humaneval", "mbpp"):
         s = quality.get("suites", {}).get(suite)
         if s:
@@ -760,7 +789,9 @@ def build_report(
             report["strategies"]["speculation"] = {"available": True, **measured}
     report["personas"] = assess.personas(capacity, grade, cost)
     report["quantization"] = _quantization_section(meta, metrics, history, refs)
-    report["gates"] = evaluate_gates(config.get("gates") or [], metrics)
+    report["gates"] = evaluate_gates(
+        config.get("gates") or [], metrics, bool(config.get("allow_partial_isolation"))
+    )
     report["changes"] = _changes(
         metrics, meta, history, float(config.get("regression_tolerance_percent", 10.0))
     )

@@ -59,9 +59,45 @@ def _measured(gate: dict[str, Any], metrics: dict[str, Any]) -> float | None:
     return metrics.get(gate["metric"])
 
 
-def evaluate_gates(gates: list[dict[str, Any]], metrics: dict[str, Any]) -> dict[str, Any]:
-    """Each gate's measured value, threshold and status; `failed` lists the fail gates not met."""
+def isolation_gate(metrics: dict[str, Any], allow_partial: bool) -> dict[str, Any] | None:
+    """The implicit gate on the quality sandbox: less than full isolation fails unless allowed.
+
+    `sandbox_isolation_full` is None when no quality suite ran (nothing executed, nothing to gate).
+    """
+    full = metrics.get("sandbox_isolation_full")
+    if full is None:
+        return None
+    missing = ", ".join(metrics.get("sandbox_isolation_missing") or []) or "unknown"
+    if full:
+        status, shown = "pass", "full"
+    else:
+        status, shown = ("warn" if allow_partial else "fail"), f"partial (missing {missing})"
+    allowed = " (allowed: llm_verify_allow_partial_isolation)" if allow_partial and not full else ""
+    return {
+        "name": "sandbox isolation",
+        "metric": "sandbox_isolation_full",
+        "level": None,
+        "op": "min",
+        "threshold": 1.0,
+        "severity": "warn" if allow_partial else "fail",
+        "measured": 1.0 if full else 0.0,
+        "met": bool(full),
+        "status": status,
+        "message": f"sandbox isolation: {shown}, required full{allowed}: {status}",
+    }
+
+
+def evaluate_gates(
+    gates: list[dict[str, Any]], metrics: dict[str, Any], allow_partial_isolation: bool = False
+) -> dict[str, Any]:
+    """Each gate's measured value, threshold and status; `failed` lists the fail gates not met.
+
+    The sandbox's isolation is always gated (`isolation_gate`), on top of the owner's gates.
+    """
     results = []
+    isolation = isolation_gate(metrics, allow_partial_isolation)
+    if isolation is not None:
+        results.append(isolation)
     for gate in gates:
         check_gate(gate)
         severity = gate.get("severity", "fail")

@@ -452,7 +452,9 @@ def gates(config: dict[str, Any], report_path: Path | None) -> dict[str, Any]:
             "passed": True,
             "note": "no report yet",
         }
-    result = evaluate_gates(config.get("gates") or [], report.get("metrics") or {})
+    result = evaluate_gates(
+        config.get("gates") or [], report.get("metrics") or {}, bool(config.get("allow_partial_isolation"))
+    )
     return {"report": str(report_path), **result}
 
 
