@@ -192,10 +192,11 @@ def test_every_client_file_works_on_the_controller(fetched):
         "print(os.environ['SSL_CERT_FILE']); print(r.model, r.usage.completion_tokens)"
     )
     run = subprocess.run(
-        ["bash", "-c", f'set -e; . "$1"; exec "$2" -c "$3"', "-", str(env_file), sys.executable, sdk],
+        ["bash", "-c", 'set -e; . "$1"; exec "$2" -c "$3"', "-", str(env_file), sys.executable, sdk],
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SSL_CERT"))},
     )
     assert run.returncode == 0, run.stderr[-3000:]
