@@ -479,7 +479,9 @@ def test_the_single_engine_refuses_a_prompt_its_context_cannot_hold(doors):
     assert status == 413 and headers["Content-Type"].startswith("application/json"), (status, body)
     error = json.loads(body)["error"]
     assert error["code"] == "request_too_large"
-    assert f"limit {CHAT_LIMIT} bytes: {CHAT_LEN} tokens of context x 32 bytes + 65536 bytes" in error["message"]
+    assert (
+        f"limit {CHAT_LIMIT} bytes: {CHAT_LEN} tokens of context x 32 bytes + 65536 bytes" in error["message"]
+    )
     assert door.request("POST", "/v1/completions", raw=b"x" * 7_000_025)[0] == 413
     assert f"client_max_body_size {CHAT_LIMIT};" in (doors["out"] / "sized.conf").read_text()
 
