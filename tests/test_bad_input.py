@@ -16,11 +16,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 GOOD_KEY = "k" * 40
+PORT_RANGE = "vm_llm_aimachine_port must be 1024-65535 (got "
 
 CASES = {
     "non-numeric port": (["-e", "vm_llm_aimachine_port=eighty"], "vm_llm_aimachine_port"),
-    "privileged port": (["-e", "vm_llm_aimachine_port=80"], "vm_llm_aimachine_port must be 1024-65535 (got 80"),
-    "port zero": (["-e", "vm_llm_aimachine_port=0"], "vm_llm_aimachine_port must be 1024-65535 (got 0"),
+    "privileged port": (["-e", "vm_llm_aimachine_port=80"], PORT_RANGE + "80"),
+    "port zero": (["-e", "vm_llm_aimachine_port=0"], PORT_RANGE + "0"),
     "unknown engine": (["-e", "vm_llm_aimachine_engine=tgi"], "vm_llm_aimachine_engine"),
     "unknown mode": (["-e", "vm_llm_aimachine_mode=tpu"], "vm_llm_aimachine_mode"),
     "model not in catalog": (
@@ -49,7 +50,7 @@ CASES = {
         "llm_server_api_key must be at least 32 characters",
     ),
     # docs/bad-input.md lists every row below with the exact error.
-    "port above 65535": (["-e", "vm_llm_aimachine_port=70000"], "vm_llm_aimachine_port must be 1024-65535 (got 70000"),
+    "port above 65535": (["-e", "vm_llm_aimachine_port=70000"], PORT_RANGE + "70000"),
     "type error in one line": (
         ["-e", "vm_llm_aimachine_port=eighty"],
         "Bad input: argument 'vm_llm_aimachine_port' is of type str and we were unable to convert to int",
