@@ -36,7 +36,8 @@ def test_watchdog_timer_probes_with_a_real_generation(host):
     assert host.service(f"{WATCHDOG}.timer").is_enabled
     assert host.service(f"{WATCHDOG}.timer").is_running
     exec_start = _show(host, f"{WATCHDOG}.service", "ExecStart")["ExecStart"]
-    assert f"--env-file {ENV_FILE}" in exec_start and "--model aimachine/tiny-qwen2" in exec_start
+    model = json.loads(host.check_output("curl -sf http://127.0.0.1:8000/v1/models"))["data"][0]["id"]
+    assert f"--env-file {ENV_FILE}" in exec_start and f"--model {model}" in exec_start, exec_start
     with host.sudo():
         key = next(
             line.split("=", 1)[1]

@@ -17,7 +17,8 @@ def test_known_good_record_is_root_only_and_names_what_serves(host):
     assert host.file(record["venv"] + "/bin/transformers").exists
     exec_start = host.check_output(f"systemctl show -p ExecStart --value {SERVICE}")
     # The CPU engine loads the served name, a link to the model directory in its working directory.
-    link = host.file("/var/lib/aimachine/server/names/aimachine/tiny-qwen2")
+    name = json.loads(host.check_output("curl -sf http://127.0.0.1:8000/v1/models"))["data"][0]["id"]
+    link = host.file(f"/var/lib/aimachine/server/names/{name}")
     assert record["venv"] in exec_start and link.linked_to == record["model_path"]
 
 
