@@ -84,8 +84,9 @@ demo: host-deps-demo setup ## Deploy the whole appliance into a local systemd co
 	$(BIN)/molecule converge -s demo
 	@scripts/demo-summary.sh
 
-demo-destroy: setup ## Remove the demo container
+demo-destroy: setup ## Remove the demo container (its reports/ and secrets/ stay; prints what is left)
 	$(BIN)/molecule destroy -s demo
+	@scripts/demo-summary.sh --destroyed
 
 deploy: setup ## Deploy to INVENTORY (default inventories/workstation)
 	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml

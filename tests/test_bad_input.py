@@ -16,10 +16,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 GOOD_KEY = "k" * 40
+PORT_RANGE = "vm_llm_aimachine_port must be 1024-65535 (got "
 
 CASES = {
     "non-numeric port": (["-e", "vm_llm_aimachine_port=eighty"], "vm_llm_aimachine_port"),
-    "privileged port": (["-e", "vm_llm_aimachine_port=80"], "llm_server_port must be 1024-65535"),
+    "privileged port": (["-e", "vm_llm_aimachine_port=80"], PORT_RANGE + "80"),
+    "port zero": (["-e", "vm_llm_aimachine_port=0"], PORT_RANGE + "0"),
     "unknown engine": (["-e", "vm_llm_aimachine_engine=tgi"], "vm_llm_aimachine_engine"),
     "unknown mode": (["-e", "vm_llm_aimachine_mode=tpu"], "vm_llm_aimachine_mode"),
     "model not in catalog": (
@@ -37,18 +39,36 @@ CASES = {
             "-e",
             "vm_llm_aimachine_model_local_path=/nonexistent/model",
         ],
-        "llm_model_local_path /nonexistent/model has no config.json on the controller",
+        "vm_llm_aimachine_model_local_path /nonexistent/model has no config.json on the controller",
     ),
     "branch instead of revision": (
         ["-e", "vm_llm_aimachine_model_revision=main"],
-        "llm_model_revision a 40-hex commit (got 'main')",
+        "vm_llm_aimachine_model_revision must be a 40-hex commit of the model repository (got 'main')",
     ),
     "short api key": (
         ["-e", "vm_llm_aimachine_api_key=short"],
         "llm_server_api_key must be at least 32 characters",
     ),
     # docs/bad-input.md lists every row below with the exact error.
-    "port above 65535": (["-e", "vm_llm_aimachine_port=70000"], "llm_server_port must be 1024-65535"),
+    "port above 65535": (["-e", "vm_llm_aimachine_port=70000"], PORT_RANGE + "70000"),
+    "type error in one line": (
+        ["-e", "vm_llm_aimachine_port=eighty"],
+        "Bad input: argument 'vm_llm_aimachine_port' is of type str and we were unable to convert to int",
+    ),
+    # Profile values are checked in every mode, the CPU engine's too (run_site sets mode cpu).
+    "gpu memory utilization above 1": (
+        ["-e", '{"vm_llm_aimachine_vllm_profile": {"gpu_memory_utilization": 1.5}}'],
+        "vm_llm_aimachine_vllm_profile: gpu_memory_utilization must be a fraction in (0, 1] (got 1.5)",
+    ),
+    "negative gpu memory utilization": (
+        ["-e", '{"vm_llm_aimachine_vllm_profile": {"gpu_memory_utilization": -0.1}}'],
+        "vm_llm_aimachine_vllm_profile: gpu_memory_utilization must be a fraction in (0, 1] (got -0.1)",
+    ),
+    "context beyond the model": (
+        ["-e", '{"vm_llm_aimachine_vllm_profile": {"max_model_len": 10000000}}'],
+        "vm_llm_aimachine_vllm_profile: max_model_len must be 1-32768 tokens (got 10000000; "
+        "max_position_embeddings of the model: 32768)",
+    ),
     "unknown model source": (["-e", "vm_llm_aimachine_model_source=ftp"], "vm_llm_aimachine_model_source"),
     "unknown driver source": (
         ["-e", "vm_llm_aimachine_nvidia_driver_source=ppa"],
@@ -166,3 +186,8 @@ def test_bad_input_fails_before_any_change(case, site_runs):
     assert "llm_base : Install the base packages" not in out
     # The API key is never echoed, not even in a validation error.
     assert GOOD_KEY not in out
+    # The appliance's own settings: one readable error, not an argument-spec dump of hundreds of
+    # lines (a component's variable set directly still gets that role's spec check).
+    if all(arg.startswith("vm_llm_aimachine_") or arg == "-e" for arg in CASES[case][0]):
+        error = out[out.rfind("[ERROR]") : out.rfind("PLAY RECAP")]
+        assert "argument_spec_data" not in out and len(error.splitlines()) < 30, error[-3000:]

@@ -255,7 +255,7 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         capture_output=True,
     )
     chat, fim, embed = FakeEngine("chat"), FakeEngine("fim"), FakeEngine("embed")
-    routed_port, single_port = _free_port(), _free_port()
+    routed_port, single_port, sized_port = _free_port(), _free_port(), _free_port()
     upstreams = [
         {"name": "tiny-qwen2", "port": chat.port, "role": "chat", "max_model_len": CHAT_LEN},
         {"name": "tiny-fim", "port": fim.port, "role": "autocomplete", "max_model_len": CHAT_LEN},
@@ -266,14 +266,30 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         {
             "routed": {"llm_frontdoor_port": routed_port, "llm_frontdoor_upstreams": upstreams},
             "single": {"llm_frontdoor_port": single_port, "llm_frontdoor_upstream_port": chat.port},
+            # The default deployment: one engine, its served context passed by the host role.
+            "sized": {
+                "llm_frontdoor_port": sized_port,
+                "llm_frontdoor_upstream_port": chat.port,
+                "llm_frontdoor_upstream_max_model_len": CHAT_LEN,
+            },
         },
     )
     routed, single = Door(out, "routed", routed_port), Door(out, "single", single_port)
+    sized = Door(out, "sized", sized_port)
     try:
-        yield {"routed": routed, "single": single, "chat": chat, "fim": fim, "embed": embed, "out": out}
+        yield {
+            "routed": routed,
+            "single": single,
+            "sized": sized,
+            "chat": chat,
+            "fim": fim,
+            "embed": embed,
+            "out": out,
+        }
     finally:
         routed.stop()
         single.stop()
+        sized.stop()
         for engine in (chat, fim, embed):
             engine.shutdown()
 
@@ -451,6 +467,23 @@ def test_without_upstreams_the_single_engine_takes_every_path_unrouted(doors):
     assert door.request("GET", "/v1/models")[0] == 404  # the fake engine has no /v1/models
     site = (doors["out"] / "single.conf").read_text()
     assert "js_" not in site and "client_max_body_size 8388608;" in site
+
+
+def test_the_single_engine_refuses_a_prompt_its_context_cannot_hold(doors):
+    """One engine, no routing: a body over its context's limit gets a JSON 413 naming the limit
+    and how it was derived, and never reaches the engine (issue 18, item 2: a 7 MB prompt)."""
+    door = doors["sized"]
+    fits = {"model": "tiny-qwen2", "prompt": "x" * (CHAT_LIMIT - 200)}
+    assert _json(door.request("POST", "/v1/completions", fits))["engine"] == "chat"
+    status, headers, body = door.request("POST", "/v1/chat/completions", raw=b"x" * (CHAT_LIMIT + 1))
+    assert status == 413 and headers["Content-Type"].startswith("application/json"), (status, body)
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_too_large"
+    assert (
+        f"limit {CHAT_LIMIT} bytes: {CHAT_LEN} tokens of context x 32 bytes + 65536 bytes" in error["message"]
+    )
+    assert door.request("POST", "/v1/completions", raw=b"x" * 7_000_025)[0] == 413
+    assert f"client_max_body_size {CHAT_LIMIT};" in (doors["out"] / "sized.conf").read_text()
 
 
 def test_the_firewall_drops_every_engine_port_from_outside(doors):

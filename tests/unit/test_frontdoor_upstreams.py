@@ -21,6 +21,15 @@ def test_no_upstreams_is_todays_single_engine():
     ]
 
 
+def test_the_single_engine_takes_its_body_limit_from_its_context():
+    """The default deployment (one engine): the host role passes the served context, so a prompt
+    that cannot fit is refused at the door (issue 18, item 2)."""
+    (route,) = frontdoor.llm_frontdoor_routes([], {**FALLBACK, "max_model_len": 4096}, "8m")
+    assert route["limit"] == 4096 * 32 + 65536 and route["max_model_len"] == 4096
+    assert route["limit_note"] == "4096 tokens of context x 32 bytes + 65536 bytes"
+    assert frontdoor.llm_frontdoor_routes([], {**FALLBACK, "max_model_len": 0}, "8m")[0]["limit"] == 8 << 20
+
+
 def test_body_limits_follow_the_context_then_the_explicit_size_then_the_default():
     routes = frontdoor.llm_frontdoor_routes(
         [

@@ -58,3 +58,11 @@ def test_seccomp_off_leaves_out_exactly_the_filter_settings_and_says_why(tmp_pat
     assert all(any(line.startswith(setting) for line in unit) for setting in ALWAYS)
     reason = [line for line in unit if line.startswith("# RestrictNamespaces, ProtectKernel*")]
     assert reason and reason[0].endswith(": systemd_sandbox_seccomp is off"), reason
+
+
+@pytest.mark.skipif(PLAYBOOK is None, reason="ansible-playbook is not installed")
+def test_the_engine_unit_caps_its_memory(tmp_path):
+    """One runaway request must not take the host's memory (issue 18, item 2): the unit carries
+    MemoryHigh/MemoryMax, the user's values here (a deployment derives them from the host's RAM)."""
+    unit = _render(tmp_path, "llm_server_memory_high=10G", "llm_server_memory_max=12G")
+    assert "MemoryHigh=10G" in unit and "MemoryMax=12G" in unit

@@ -7,6 +7,7 @@ import pytest
 SERVICE = "aimachine-llm"
 ENV_FILE = "/etc/aimachine/aimachine-llm.env"
 PORT = 8000
+STATE_DIR = "/var/lib/aimachine/server"
 
 
 def _api_key(host):
@@ -68,6 +69,27 @@ def test_model_is_complete_and_readable(host):
     )
     for shard in set(index["weight_map"].values()):
         assert host.file(f"/var/lib/aimachine/models/tiny-qwen2/{shard}").size > 0
+
+
+def test_the_served_name_is_what_models_lists_and_what_the_engine_answers_to(host):
+    """The name the report and client files print is what /v1/models lists and what the CPU engine
+    answers to (issue 18, item 4), not the model's path: a chat request with it succeeds. (The
+    name is vm_llm_aimachine_served_model_name, group_vars/all.yml's here, else the model id.)"""
+    key = _api_key(host)
+    models = json.loads(
+        host.check_output(f"curl -sf -H 'Authorization: Bearer {key}' http://127.0.0.1:{PORT}/v1/models")
+    )
+    assert len(models["data"]) == 1, models
+    name = models["data"][0]["id"]
+    assert not name.startswith("/"), name
+    body = json.dumps({"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    status = host.check_output(
+        f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Bearer {key}' "
+        f"-H 'Content-Type: application/json' -d '{body}' http://127.0.0.1:{PORT}/v1/chat/completions"
+    )
+    assert status == "200", status
+    link = host.file(f"{STATE_DIR}/names/{name}")
+    assert link.is_symlink and link.linked_to == "/var/lib/aimachine/models/tiny-qwen2"
 
 
 def test_chat_completion_returns_text(host):

@@ -208,6 +208,16 @@ def test_oversized_request_gets_413(lan_address, ca, key):
     assert json.loads(body)["error"]["code"] == "request_too_large"
 
 
+def test_a_prompt_the_chat_model_cannot_hold_gets_413_naming_its_limit(lan_address, ca, key):
+    """Routed or not (Debian 13 has the single engine), the chat model's body limit follows its
+    4,096-token context: the host role passes the served context to the front door (issue 18, item 2)."""
+    big = {"model": "aimachine/tiny-qwen2", "messages": [{"role": "user", "content": "a" * CHAT_BODY_LIMIT}]}
+    status, _, body = _request(lan_address, ca, "POST", "/v1/chat/completions", key=key, body=big)
+    assert status == 413, body[:300]
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_too_large" and f"{CHAT_BODY_LIMIT} bytes" in error["message"], error
+
+
 def _connects(address, port, timeout=3.0) -> str:
     try:
         with socket.create_connection((address, port), timeout=timeout):

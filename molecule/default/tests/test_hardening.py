@@ -126,3 +126,17 @@ def test_hardened_engine_still_serves(host):
         host.check_output(f"curl -sf -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/v1/models")
     )
     assert models["data"], models
+
+
+def test_service_accounts_are_no_account_of_the_containers_host(host):
+    """The container shares uids with its host (no user namespace): the engine's and the
+    verification's accounts have fixed uids far above any host account (issue 18, item 8), so no
+    host user owns the engine's state or can read what the account reads."""
+    import pwd
+
+    host_uids = {entry.pw_uid for entry in pwd.getpwall()}
+    for name, uid in (("aimachine-llm", 2140000101), ("aimachine-verify", 2140000102)):
+        user = host.user(name)
+        assert user.uid == uid and user.gid == uid, (name, user.uid, user.gid)
+        assert uid not in host_uids, f"{name}'s uid {uid} is an account of the controller"
+    assert host.file(STATE_DIR).uid == 2140000101

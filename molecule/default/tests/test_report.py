@@ -174,3 +174,73 @@ def test_timer_is_scheduled_and_its_service_hardened(host):
 def test_timer_service_exposure(exposure, can_filter):
     score, report = exposure("aimachine-verify.service")
     assert score <= MAX_VERIFY_EXPOSURE[can_filter], report
+
+
+def test_every_client_file_works_on_the_controller(host, fetched, tmp_path):
+    """Each file under clients/ is used where it is delivered, the controller (issue 18, item 3):
+    openai-env.sh is sourced and the OpenAI SDK makes a chat request with what it exports (its
+    SSL_CERT_FILE the CA's controller copy); the Continue, Cline and Aider files are loaded and a
+    request goes to their base URL with their model name, through the front door."""
+    import subprocess
+    import sys
+
+    import httpx
+    import yaml
+
+    clients = fetched / "clients"
+    report_clients = _json(fetched / "report.json")["clients"]
+    # The container's default address is on molecule's second network, which the allowlist drops
+    # by design (test_frontdoor.py); a LAN client uses its bridge address, which the certificate
+    # also names. Only the host part of the URL changes; the files are used as delivered.
+    published = report_clients["base_url"].split("/")[2].split(":")[0]
+    lan = next(a for a in host.check_output("hostname -I").split() if a.startswith("172."))
+
+    def lan_url(url: str) -> str:
+        return url.replace(f"//{published}:", f"//{lan}:") if published.startswith("198.18.") else url
+
+    env_file = tmp_path / "openai-env.sh"
+    env_file.write_text(lan_url((clients / "openai-env.sh").read_text()))
+    sdk = (
+        "import os, openai; c = openai.OpenAI(); "
+        "r = c.chat.completions.create(model=os.environ['OPENAI_MODEL'], max_tokens=2, "
+        "messages=[{'role': 'user', 'content': 'hi'}]); "
+        "print(os.environ['SSL_CERT_FILE']); print(r.model, r.usage.completion_tokens)"
+    )
+    run = subprocess.run(
+        ["bash", "-c", 'set -e; . "$1"; exec "$2" -c "$3"', "-", str(env_file), sys.executable, sdk],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        # No proxy between the controller and the container (as test_frontdoor.py's direct connections).
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OPENAI_", "SSL_CERT")) and not k.lower().endswith("_proxy")
+        },
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    ca_file, answer = run.stdout.split("\n")[:2]
+    assert Path(ca_file).is_file() and ca_file.endswith("/frontdoor-ca.crt"), ca_file
+    model, tokens = answer.split()
+    assert model == report_clients["model"] and int(tokens) > 0, answer
+
+    key_file = report_clients["key_file"]
+    key = Path(key_file).read_text().strip()
+    cont = yaml.safe_load((clients / "continue-config.yaml").read_text())["models"][0]
+    cline = json.loads((clients / "cline-settings.json").read_text())
+    aider = yaml.safe_load((clients / "aider.conf.yml").read_text())
+    for base_url, model in (
+        (cont["apiBase"], cont["model"]),
+        (cline["openAiBaseUrl"], cline["openAiModelId"]),
+        (aider["openai-api-base"], aider["model"].removeprefix("openai/")),
+    ):
+        response = httpx.post(
+            f"{lan_url(base_url)}/chat/completions",
+            json={"model": model, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {key}"},
+            verify=ca_file,
+            timeout=60,
+            trust_env=False,
+        )
+        assert response.status_code == 200, (base_url, model, response.text[:300])

@@ -16,7 +16,10 @@ def test_known_good_record_is_root_only_and_names_what_serves(host):
     assert record["model_path"] == "/var/lib/aimachine/models/tiny-qwen2"
     assert host.file(record["venv"] + "/bin/transformers").exists
     exec_start = host.check_output(f"systemctl show -p ExecStart --value {SERVICE}")
-    assert record["venv"] in exec_start and record["model_path"] in exec_start
+    # The CPU engine loads the served name, a link to the model directory in its working directory.
+    name = json.loads(host.check_output("curl -sf http://127.0.0.1:8000/v1/models"))["data"][0]["id"]
+    link = host.file(f"/var/lib/aimachine/server/names/{name}")
+    assert record["venv"] in exec_start and link.linked_to == record["model_path"]
 
 
 def test_live_files_equal_the_known_good_copies(host):

@@ -203,6 +203,12 @@ def llm_frontdoor_routes(
     per_token, overhead = int(bytes_per_token), int(overhead_bytes)
     default = llm_frontdoor_size_bytes(default_body_size)
     if not upstreams:
+        # The single engine: its body limit from its context when that is known.
+        tokens = _int(fallback.get("max_model_len")) or None
+        limit, note = default, "llm_frontdoor_client_max_body_size"
+        if tokens:
+            limit = tokens * per_token + overhead
+            note = f"{tokens} tokens of context x {per_token} bytes + {overhead} bytes"
         return [
             {
                 "index": 0,
@@ -210,9 +216,9 @@ def llm_frontdoor_routes(
                 "host": str(fallback.get("host", "127.0.0.1")),
                 "port": int(fallback["port"]),
                 "paths": list(PATHS),
-                "max_model_len": None,
-                "limit": default,
-                "limit_note": "llm_frontdoor_client_max_body_size",
+                "max_model_len": tokens,
+                "limit": limit,
+                "limit_note": note,
             }
         ]
     routes = []

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Watchdog of the engine: one tiny real generation, and a restart when the engine stops generating.
+
+An engine can answer /health with 200 while it no longer generates (a huge prompt holding the CPU
+engine, a wedged GPU worker, a stopped process). systemd's timer runs this every minute: it sends
+one completion of one token with the key from the engine's 0600 EnvironmentFile (read here,
+never on a command line), and after --failures probes in a row without an answer within --timeout
+it restarts the unit, saying why in the journal. An engine that is not listening (starting, or dead:
+systemd's Restart= handles that) or a unit that is not active is left alone.
+
+Standard library only: it runs with the host's python3. Exit status 0 unless the restart failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+def read_key(env_file: Path) -> str:
+    for line in env_file.read_text(encoding="utf-8").splitlines():
+        if line.startswith("AIMACHINE_API_KEY="):
+            return line.split("=", 1)[1].strip()
+    return ""
+
+
+def probe(base_url: str, model: str, key: str, timeout: float) -> tuple[str, str]:
+    """('ok' | 'down' | 'failed', what happened): down means nothing listens on the port."""
+    url = urlsplit(base_url)
+    # /v1/completions: every generating engine has it, chat template or not.
+    body = json.dumps({"model": model, "prompt": "ok", "max_tokens": 1, "stream": False})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
+    started = time.monotonic()
+    try:
+        conn.request("POST", url.path.rstrip("/") + "/v1/completions", body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    except ConnectionRefusedError:
+        return "down", "nothing listens on the engine's port"
+    except TimeoutError:
+        return "failed", f"no answer to a 1-token completion within {timeout:g} s"
+    except (OSError, http.client.HTTPException) as error:
+        return "failed", f"the 1-token completion failed: {error}"
+    finally:
+        conn.close()
+    took = time.monotonic() - started
+    if 400 <= resp.status < 500:
+        # Refused, but answered by the engine: alive (a model that does not generate, a key change).
+        return "ok", f"the 1-token completion was refused (HTTP {resp.status}, {took:.2f} s): {data[:200]!r}"
+    if resp.status != 200:
+        return "failed", f"the 1-token completion answered HTTP {resp.status}: {data[:200]!r}"
+    try:
+        json.loads(data)["choices"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return "failed", f"the 1-token completion answered no choices: {data[:200]!r}"
+    return "ok", f"generated 1 token in {took:.2f} s"
+
+
+def health(base_url: str) -> str:
+    """What /health says, for the journal (it may well be 200 while nothing generates)."""
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=5)
+    try:
+        conn.request("GET", url.path.rstrip("/") + "/health")
+        return f"/health answered {conn.getresponse().status}"
+    except (OSError, http.client.HTTPException) as error:
+        return f"/health did not answer either ({error or type(error).__name__})"
+    finally:
+        conn.close()
+
+
+def unit_active(unit: str) -> bool:
+    done = subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False)
+    return done.returncode == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="the engine's root, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--model", required=True, help="the served model name")
+    parser.add_argument("--env-file", type=Path, required=True, help="EnvironmentFile with AIMACHINE_API_KEY")
+    parser.add_argument("--unit", required=True, help="systemd unit of the engine")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds one probe may take")
+    parser.add_argument("--failures", type=int, default=2, help="failed probes in a row before a restart")
+    parser.add_argument("--state", type=Path, required=True, help="file keeping the count of failed probes")
+    parser.add_argument("--dry-run", action="store_true", help="say what it would do, restart nothing")
+    args = parser.parse_args(argv)
+
+    if not args.dry_run and not unit_active(args.unit):
+        print(f"{args.unit} is not active; nothing to watch", flush=True)
+        return 0
+    status, what = probe(args.url, args.model, read_key(args.env_file), args.timeout)
+    if status != "failed":
+        args.state.unlink(missing_ok=True)
+        print(f"{args.unit}: {what}" + ("; left to systemd" if status == "down" else ""), flush=True)
+        return 0
+    try:
+        failed = int(args.state.read_text(encoding="utf-8").strip() or 0) + 1
+    except (OSError, ValueError):
+        failed = 1
+    if failed < args.failures:
+        args.state.write_text(f"{failed}\n", encoding="utf-8")
+        print(f"<4>{args.unit}: {what} (failed probe {failed} of {args.failures})", flush=True)
+        return 0
+    args.state.unlink(missing_ok=True)
+    reason = f"{what}, {failed} probes in a row; {health(args.url)}"
+    if args.dry_run:
+        print(f"<3>{args.unit}: would restart: {reason}", flush=True)
+        return 0
+    print(f"<3>restarting {args.unit}: {reason}", flush=True)
+    done = subprocess.run(["systemctl", "restart", args.unit], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"<3>restarting {args.unit} failed: {done.stderr.strip()}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
