@@ -13,8 +13,9 @@ Ansible filters (and plain functions, stdlib only, so tests import this file dir
 How vLLM spends a GPU (vLLM 0.33.0, vllm/v1/worker/gpu_worker.py and vllm/v1/worker/utils.py):
 it asks for ``ceil(total_memory * gpu_memory_utilization)`` bytes and refuses to start unless
 that much is free; inside that budget go the weights, the activation peak of a profiling
-forward pass over ``max_num_batched_tokens`` tokens, the CUDA-graph pool (measured and charged
-to the budget by default since v0.21.0), and the rest becomes the KV cache. A request longer
+forward pass over ``max_num_batched_tokens`` tokens, memory outside PyTorch, and the rest becomes
+the KV cache. The CUDA-graph pool comes on top on vLLM 0.26's default runner (GPU run 7; the
+older runner subtracts it): the sizing always charges it inside the budget. A request longer
 than the KV cache holds is refused at start-up (QwenLM/Qwen3#295). docs/sizing.md walks
 through one example with every number.
 """
