@@ -140,7 +140,9 @@ def main() -> None:
 
     def props(key: str, overrides: dict | None = None) -> dict:
         entry = dict(catalog[key], **(overrides or {}))
-        return dict(entry["shape"], weights_bytes=int(entry["weights_gb"] * 1e9))
+        return dict(
+            entry["shape"], weights_bytes=int(entry["weights_gb"] * 1e9), quantization=entry["quantization"]
+        )
 
     roles = {"chat": "chat", "coder": "autocomplete", "embed": "embed"}
     bundle = sizing.bundle_sizing(

@@ -51,7 +51,9 @@ def test_14b_tensor_parallel_2_on_two_16gib_cards(tmp_path):
     assert sized["kv_bytes_per_token"] == 98304
     assert sized["arithmetic"]["weights_gib_per_gpu"] == pytest.approx(9.98e9 / 2 / 1024**3, abs=0.01)
     assert config["max-num-seqs"] == sizing.seqs_from_capacity(sized["kv_cache_tokens"])
-    assert config["max-cudagraph-capture-size"] == config["max-num-seqs"]
+    # What the sizing charged: 512 where the pool fits, max-num-seqs where it would cost context.
+    assert config["max-cudagraph-capture-size"] == sized["max_cudagraph_capture_size"]
+    assert config["max-cudagraph-capture-size"] in (512, config["max-num-seqs"])
     done = _check(tmp_path / "tp2/aimachine-llm.yaml")
     if done is not None:
         assert done.returncode == 0, done.stdout + done.stderr
@@ -63,11 +65,18 @@ def test_bundle_instances_render_with_their_share_and_role(tmp_path):
 
     def props(key: str, **overrides) -> dict:
         entry = dict(catalog[key], **overrides)
-        return dict(entry["shape"], weights_bytes=int(entry["weights_gb"] * 1e9))
+        # As the render playbook passes them: the catalog's quantization sizes the weights' surplus.
+        return dict(
+            entry["shape"], weights_bytes=int(entry["weights_gb"] * 1e9), quantization=entry["quantization"]
+        )
 
     bundle = sizing.bundle_sizing(
         [
-            {"name": "coder", "role": "autocomplete", "model": props("qwen2.5-coder-1.5b", weights_gb=1.15)},
+            {
+                "name": "coder",
+                "role": "autocomplete",
+                "model": props("qwen2.5-coder-1.5b", weights_gb=1.15, quantization="awq"),
+            },
             {"name": "embed", "role": "embed", "model": props("qwen3-embedding-0.6b")},
         ],
         CARD_16GIB,

@@ -71,9 +71,10 @@ def test_default_config_for_a_16gb_card():
         "host": "127.0.0.1",
         "port": 8000,
         "max-model-len": 32768,
-        "max-num-seqs": 112,
+        "max-num-seqs": 104,
         "max-num-batched-tokens": 8192,
-        "max-cudagraph-capture-size": 112,
+        # vLLM's own 512-token ceiling, so a 512-token prefill runs inside the graphs (run 7).
+        "max-cudagraph-capture-size": 512,
         "gpu-memory-utilization": 0.89,
         "tensor-parallel-size": 1,
         "enable-prefix-caching": True,
@@ -81,7 +82,8 @@ def test_default_config_for_a_16gb_card():
         "tool-call-parser": "hermes",
         "generation-config": "auto",
     }
-    assert "KV cache 6.49 GiB, which holds 121600 tokens at 57344 B/token" in text
+    assert "KV cache 5.91 GiB, which holds 110720 tokens at 57344 B/token" in text
+    assert "CUDA graphs 0.95" in text
     assert "speculative-config" not in config
 
 
@@ -139,12 +141,22 @@ def test_sizing_warnings_end_up_in_the_file():
     ],
 )
 def test_speculation_renders_a_json_speculative_config(method, expected):
-    config = yaml.safe_load(render(default_vars(llm_server_vllm_speculation=method)))
+    # The role sizes with the tokens a step verifies (vars/main.yml: 1 + 3 for ngram, 1 + 24 for suffix).
+    step = 4 if method == "ngram" else 25
+    model = sizing.model_props(
+        json.loads((DATA / "qwen2.5-7b-instruct.hqq-4bit.config.json").read_text()), 5_570_000_000
+    )
+    sized = sizing.vllm_sizing(model, CARD_16GB, {"speculative_step_tokens": step})
+    config = yaml.safe_load(
+        render(default_vars(llm_server_vllm_speculation=method, __llm_server_vllm_sizing=sized))
+    )
     # A JSON string: vLLM's --speculative-config parses it with json.loads, in every release.
     assert isinstance(config["speculative-config"], str)
     assert json.loads(config["speculative-config"]) == expected
-    # Graphs for every decode batch a speculative step verifies: 112 sequences x (1 + tokens), at most 512.
-    assert config["max-cudagraph-capture-size"] == (448 if method == "ngram" else 512)
+    # vLLM's rule, sequences x tokens per step, at least 512 and at most 1024: ngram's
+    # 104 x 4 = 416 gets 512; suffix's 88 x 25 gets the 1024 cap.
+    assert config["max-cudagraph-capture-size"] == (512 if method == "ngram" else 1024)
+    assert config["max-cudagraph-capture-size"] == sized["max_cudagraph_capture_size"]
     assert "speculative-config" not in yaml.safe_load(render(default_vars(llm_server_vllm_speculation="off")))
 
 

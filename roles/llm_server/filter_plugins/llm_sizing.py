@@ -13,8 +13,9 @@ Ansible filters (and plain functions, stdlib only, so tests import this file dir
 How vLLM spends a GPU (vLLM 0.33.0, vllm/v1/worker/gpu_worker.py and vllm/v1/worker/utils.py):
 it asks for ``ceil(total_memory * gpu_memory_utilization)`` bytes and refuses to start unless
 that much is free; inside that budget go the weights, the activation peak of a profiling
-forward pass over ``max_num_batched_tokens`` tokens, the CUDA-graph pool (measured and charged
-to the budget by default since v0.21.0), and the rest becomes the KV cache. A request longer
+forward pass over ``max_num_batched_tokens`` tokens, memory outside PyTorch, and the rest becomes
+the KV cache. The CUDA-graph pool comes on top on vLLM 0.26's default runner (GPU run 7; the
+older runner subtracts it): the sizing always charges it inside the budget. A request longer
 than the KV cache holds is refused at start-up (QwenLM/Qwen3#295). docs/sizing.md walks
 through one example with every number.
 """
@@ -45,27 +46,42 @@ CUDA_CONTEXT_BYTES = 600 * MIB
 # Never hand vLLM more than this share of a card: free memory moves between preflight and
 # start, and vLLM refuses to start if its budget is not free.
 MAX_GPU_MEMORY_UTILIZATION = 0.95
-# CUDA graphs: vLLM 0.26 on the lent H200 measured 0.08 GiB for the 12 graphs of 16 sequences
-# (docs/benchmarks.md, proving run); older releases were reported at 1-3 GiB (vllm#11251). Since
-# v0.21.0 vLLM measures the pool and takes it out of the KV cache, so this only decides whether
-# our max_model_len still fits: 3x the measurement.
-CUDA_GRAPH_BYTES = GIB // 4
-# cuBLAS/Triton workspaces and torch.compile buffers that the profiling pass also counts.
-RUNTIME_FIXED_BYTES = GIB // 2
-# vLLM's profiling peak, measured on the lent H200 (vLLM 0.26, 7B AWQ): 1.04 GiB at 2,048 batched
-# tokens, 1.13 GiB at 8,192: a fixed part (workspaces) and a small per-token part.
-ACTIVATION_FIXED_BYTES = GIB
-# When the model's shapes are unknown, the per-token part is taken as this.
-ACTIVATION_FALLBACK_BYTES = GIB // 4
-# The fixed part was measured on one shape only (hidden 3584, vocab 152064). A smaller model gets
-# it scaled by hidden x vocab (the output head's size), never below this floor and never above the
-# measured 1 GiB; scripts/gpu-proving-run/run7.sh step "bundle" measures the small shapes.
-ACTIVATION_REFERENCE_HEAD = 3584 * 152064
-ACTIVATION_FIXED_FLOOR_BYTES = GIB // 4
-# CUDA graphs grow with the largest captured batch (vLLM captures sizes up to max_num_seqs, or
-# 2 x max_num_seqs capped at 512 in 0.26+ when unset; the appliance caps them at max_num_seqs):
-# the 0.08 GiB measured for 16 sequences is charged 3x for up to 16, plus this per sequence above.
-CUDA_GRAPH_PER_SEQ_BYTES = 2 * MIB
+# Everything below was calibrated on seven recorded starts of vLLM 0.26.0 on the lent H200
+# (tests/unit/data/vllm-0.26.0-h200-run7-starts.log, docs/sizing.md "Calibration"): the 7B AWQ at
+# 2,048 and 8,192 batched tokens, with 16, 24 and 136 sequences, CUDA graphs captured up to 16, 24,
+# 136 and 512 tokens; the 1.5B coder (AWQ) and the 0.6B embedding model (16 bit, pooling).
+#
+# Memory outside PyTorch (NCCL, cuBLAS handles): measured 0.22-0.23 GiB in every start.
+NON_TORCH_BYTES = GIB // 4
+# Weights load larger than their files (AWQ repacked for the Marlin/Machete kernels): 3.7 % for the
+# 7B AWQ (5.38 GiB loaded, 5.19 GiB of files), 4.6 % for the 1.5B AWQ (1.12 / 1.07 GiB); 1.1 % for
+# the 16-bit 0.6B (1.12 / 1.11 GiB). Charged 5 % and 2 %.
+WEIGHTS_SURPLUS_QUANTIZED = 0.05
+WEIGHTS_SURPLUS_16BIT = 0.02
+# vLLM's own "fit" figure keeps 150 MiB spare because its profiling "may slightly underestimate"
+# (redundancy_buffer_memory, vllm/v1/worker/gpu_worker.py); the prediction keeps the same.
+PROFILING_BUFFER_BYTES = 150 * MIB
+# vLLM's profiling peak: a fixed part that equals the 16-bit output head (vocab x hidden x 2 B:
+# 1.01 GiB for the 7B, 0.43 GiB for the 1.5B, 0.29 GiB for the 0.6B; measured 1.04-1.13, 0.45 and
+# 0.30 GiB) plus float32 hidden states for the batched tokens (the 7B: 1.04 GiB at 2,048 tokens,
+# 1.13 GiB at 8,192) or the sampler's float32 logits and probabilities for every sequence,
+# whichever is larger (16, 24 and 136 sequences measured the same 1.13 GiB), and this margin.
+ACTIVATION_MARGIN_BYTES = 16 * MIB
+# When the model's shapes are unknown: the 7B's peak plus a quarter GiB.
+ACTIVATION_FALLBACK_BYTES = GIB + GIB // 4
+# CUDA graphs grow with the largest captured size (max-cudagraph-capture-size): the 7B measured
+# 0.08 GiB up to 24, 0.26 GiB up to 136, 0.92 GiB up to 512 tokens; the 1.5B 0.07 and the 0.6B
+# 0.05 GiB up to 16. Charged 0.05 GiB + 1.8 MiB per token of the largest size (0.09, 0.29, 0.95
+# GiB), scaled up (never down) by layers x hidden against the 7B's 28 x 3584.
+CUDA_GRAPH_FIXED_BYTES = GIB // 20
+CUDA_GRAPH_PER_TOKEN_BYTES = int(1.8 * MIB)
+CUDA_GRAPH_REFERENCE = 28 * 3584
+# vLLM's own ceiling for the default capture sizes (512; 1024 on compute capability 10.x). A chat
+# instance captures up to 512 so a 512-token prefill runs inside the graphs (run 7: TTFT at one
+# stream 39 ms with graphs up to 136, 24 ms up to 512); speculative decoding keeps vLLM's
+# sequences x tokens per step, at least 512, at most 1024; never above max_num_batched_tokens.
+CUDA_GRAPH_CAPTURE_DEFAULT = 512
+CUDA_GRAPH_CAPTURE_SPECULATIVE_MAX = 1024
 # max_num_seqs from the KV cache: the capacity divided by a typical sequence's footprint (1024
 # tokens: the benchmark's 512 + 128, a FIM request, an agent's turn whose long prefix the prefix
 # cache holds once for all), in steps of 8 (vLLM's CUDA-graph capture sizes), between these
@@ -108,7 +124,11 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "kv_cache_dtype": "auto",
     # None: computed. A number overrides the computed utilization (still checked).
     "gpu_memory_utilization": None,
-    "cuda_graph_bytes": CUDA_GRAPH_BYTES,
+    # Largest CUDA-graph size: None for the rule (CUDA_GRAPH_CAPTURE_DEFAULT), "seqs" for
+    # max_num_seqs (decode batches only), or a number of tokens.
+    "max_cudagraph_capture_size": None,
+    # Tokens one decode step verifies: 1, or 1 + the proposed tokens with speculative decoding.
+    "speculative_step_tokens": 1,
     "enforce_eager": False,
 }
 
@@ -296,34 +316,61 @@ def _capability(value: Any) -> tuple[int, int] | None:
 def _activation_bytes(
     props: Mapping[str, Any], tokens: int, seqs: int, tp: int, pooling: bool = False
 ) -> tuple[int, str]:
-    """Peak of vLLM's profiling pass: a fixed part, float32 hidden states for the batched tokens
-    and the sampler's float32 logits and probabilities for every sequence (none for a pooling
-    model). Fitted to the two measured starts (docs/sizing.md); `inter` and `tp` no longer enter
-    (torch.compile fuses the MLP). Smaller shapes get the fixed part scaled (ACTIVATION_REFERENCE_HEAD)."""
+    """Peak of vLLM's profiling pass: the 16-bit output head's size (vocab x hidden x 2 B), plus
+    the larger of float32 hidden states for the batched tokens and the sampler's float32 logits
+    and probabilities for every sequence (none for a pooling model), plus a margin. Calibrated on
+    the recorded starts (docs/sizing.md); `tp` does not enter (measured on one GPU only)."""
     hidden = _get(props, "hidden_size")
     inter = _get(props, "intermediate_size")
     vocab = _get(props, "vocab_size")
     if hidden in (None, "") or inter in (None, "") or vocab in (None, ""):
-        fallback = ACTIVATION_FIXED_BYTES + ACTIVATION_FALLBACK_BYTES
-        return fallback, "fallback (hidden/intermediate/vocab size unknown)"
+        return ACTIVATION_FALLBACK_BYTES, "fallback (hidden/intermediate/vocab size unknown)"
     hidden_i = _positive_int(hidden, "hidden_size")
     _positive_int(inter, "intermediate_size")  # still validated: a bad value is bad input
     vocab_i = _positive_int(vocab, "vocab_size")
-    scale = min(1.0, hidden_i * vocab_i / ACTIVATION_REFERENCE_HEAD)
-    fixed = max(ACTIVATION_FIXED_FLOOR_BYTES, int(ACTIVATION_FIXED_BYTES * scale))
+    head = vocab_i * hidden_i * 2
     per_token = tokens * hidden_i * 4
     sampler = 0 if pooling else seqs * vocab_i * 4 * 2
-    fixed_text = "1 GiB" if fixed == ACTIVATION_FIXED_BYTES else f"{_gib(fixed)} GiB (1 GiB x head size)"
-    formula = f"{fixed_text} + {tokens} tokens x {hidden_i} x 4 B"
-    formula += " (pooling: no sampler)" if pooling else f" + {seqs} seqs x {vocab_i} x 4 B x 2"
-    return fixed + per_token + sampler, formula
+    formula = f"head {vocab_i} x {hidden_i} x 2 B + max({tokens} tokens x {hidden_i} x 4 B"
+    formula += ", pooling: no sampler)" if pooling else f", {seqs} seqs x {vocab_i} x 4 B x 2)"
+    formula += f" + {ACTIVATION_MARGIN_BYTES // MIB} MiB"
+    return head + max(per_token, sampler) + ACTIVATION_MARGIN_BYTES, formula
 
 
-def _graph_bytes(base: int, seqs: int) -> int:
-    """The CUDA-graph pool for capture sizes up to ``seqs`` (0 when eager)."""
-    if base <= 0:
+def capture_size(wish: Any, seqs: int, batched: int, step_tokens: int = 1) -> int:
+    """The largest CUDA-graph size (vLLM's max_cudagraph_capture_size) the config renders."""
+    if wish in (None, "", "auto"):
+        if step_tokens > 1:
+            size = max(
+                CUDA_GRAPH_CAPTURE_DEFAULT, min(seqs * step_tokens, CUDA_GRAPH_CAPTURE_SPECULATIVE_MAX)
+            )
+        else:
+            size = CUDA_GRAPH_CAPTURE_DEFAULT
+    elif str(wish).strip().lower() == "seqs":
+        size = seqs * step_tokens
+    else:
+        size = _positive_int(wish, "max_cudagraph_capture_size")
+    # vLLM truncates the sizes to max_num_batched_tokens (VllmConfig, vLLM 0.33.0).
+    return max(1, min(size, batched))
+
+
+def _graph_bytes(props: Mapping[str, Any], capture: int) -> int:
+    """The CUDA-graph pool for capture sizes up to ``capture`` tokens (0 when eager)."""
+    if capture <= 0:
         return 0
-    return base + max(0, seqs - 16) * CUDA_GRAPH_PER_SEQ_BYTES
+    layers = _int(_get(props, "layers", 28) or 28, "num_hidden_layers")
+    hidden = _int(_get(props, "hidden_size", 3584) or 3584, "hidden_size")
+    scale = max(1.0, layers * hidden / CUDA_GRAPH_REFERENCE)
+    return int(scale * (CUDA_GRAPH_FIXED_BYTES + capture * CUDA_GRAPH_PER_TOKEN_BYTES))
+
+
+def weights_loaded_bytes(props: Mapping[str, Any], weights: int) -> int:
+    """What the weights take once loaded: their files plus the measured surplus."""
+    # 16 bit only when the properties say "no quantization" (a key present and empty); quantized or
+    # unknown weights get the larger surplus.
+    quant = props.get("quantization", "unknown")
+    surplus = WEIGHTS_SURPLUS_16BIT if quant in (None, "", "none") else WEIGHTS_SURPLUS_QUANTIZED
+    return math.ceil(weights * (1 + surplus))
 
 
 def seqs_from_capacity(capacity_tokens: int, footprint: int = SEQ_FOOTPRINT_TOKENS) -> int:
@@ -334,6 +381,48 @@ def seqs_from_capacity(capacity_tokens: int, footprint: int = SEQ_FOOTPRINT_TOKE
 
 
 def vllm_sizing(
+    model: Mapping[str, Any],
+    gpu: Any,
+    profile: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Choose max_model_len, max_num_seqs and gpu_memory_utilization that fit (see _size).
+
+    CUDA graphs are captured up to 512 tokens when the card has the memory (the rule's default);
+    when that would cost context (or the start), they are captured up to max_num_seqs only (decode
+    batches; prefills run outside the graphs), with a warning that says so.
+    """
+    if profile is not None and not isinstance(profile, Mapping):
+        raise SizingError(f"profile must be a mapping, got {type(profile).__name__}")
+    wish = (profile or {}).get("max_cudagraph_capture_size")
+    if wish not in (None, "", "auto"):
+        return _size(model, gpu, profile)
+    try:
+        result = _size(model, gpu, profile)
+    except SizingError as error:
+        # The smaller pool's numbers are the closest to fitting: its error is the one to show.
+        smaller = _size(model, gpu, dict(profile or {}, max_cudagraph_capture_size="seqs"))
+        smaller["warnings"].append(
+            f"CUDA graphs captured up to {smaller['max_cudagraph_capture_size']} tokens only (not "
+            f"{CUDA_GRAPH_CAPTURE_DEFAULT}): the larger pool does not fit ({error}); prefills run "
+            "outside the graphs"
+        )
+        return smaller
+    if result["max_model_len"] < _int(result["arithmetic"]["wanted_model_len"], "max_model_len"):
+        try:
+            smaller = _size(model, gpu, dict(profile or {}, max_cudagraph_capture_size="seqs"))
+        except SizingError:
+            return result
+        if smaller["max_model_len"] > result["max_model_len"]:
+            smaller["warnings"].append(
+                f"CUDA graphs captured up to {smaller['max_cudagraph_capture_size']} tokens only (not "
+                f"{CUDA_GRAPH_CAPTURE_DEFAULT}): the larger pool would cut the context to "
+                f"{result['max_model_len']} tokens; prefills run outside the graphs"
+            )
+            return smaller
+    return result
+
+
+def _size(
     model: Mapping[str, Any],
     gpu: Any,
     profile: Mapping[str, Any] | None = None,
@@ -461,18 +550,30 @@ def vllm_sizing(
                 "stopped before the restart)"
             )
 
-    graph_base = 0 if _bool(prof["enforce_eager"]) else _int(prof["cuda_graph_bytes"], "cuda_graph_bytes")
+    eager = _bool(prof["enforce_eager"])
     pooling = runner == "pooling"
+    step_tokens = _positive_int(prof.get("speculative_step_tokens") or 1, "speculative_step_tokens")
+    runtime_fixed = weights_loaded_bytes(model, weights) - weights + NON_TORCH_BYTES + PROFILING_BUFFER_BYTES
+
+    def _capture(n_seqs: int) -> int:
+        if eager:
+            return 0
+        return capture_size(prof.get("max_cudagraph_capture_size"), n_seqs, max(batched, n_seqs), step_tokens)
 
     def _memory(n_seqs: int) -> tuple[int, str, int, int, int]:
         # vLLM needs a prefill chunk at least as long as one decode batch.
         n_batched = max(batched, n_seqs)
         act, formula = _activation_bytes(model, n_batched, n_seqs, tp, pooling)
-        n_graphs = _graph_bytes(graph_base, n_seqs)
-        return act, formula, n_graphs, RUNTIME_FIXED_BYTES + act + n_graphs, n_batched
+        n_graphs = _graph_bytes(model, _capture(n_seqs))
+        return act, formula, n_graphs, runtime_fixed + act + n_graphs, n_batched
 
     activation, activation_formula, graphs, overhead, batched_used = _memory(seqs)
     kv_bytes = budget - weights - overhead
+    if seqs_auto and kv_bytes <= 0:
+        # Nothing left even before the count: report the numbers at the fewest sequences.
+        seqs = MIN_NUM_SEQS
+        activation, activation_formula, graphs, overhead, batched_used = _memory(seqs)
+        kv_bytes = budget - weights - overhead
     if seqs_auto and kv_bytes > 0:
         # Sized with the largest sequence count first (the most memory); the count that KV cache
         # supports needs no more, so the capacity only grows; a step up is taken while the grown
@@ -494,6 +595,7 @@ def vllm_sizing(
     arithmetic: dict[str, Any] = {
         "gpus_used": tp,
         "pipeline_stages": pp,
+        "wanted_model_len": wanted_len,
         "usable_gib_per_gpu": _gib(usable),
         "reserved_by_driver_gib": _gib(max(reserved)),
         "display_active": display,
@@ -504,10 +606,16 @@ def vllm_sizing(
         "budget_gib": _gib(budget),
         "weights_gib_total": _gib(weights_total),
         "weights_gib_per_gpu": _gib(weights),
-        "runtime_fixed_gib": _gib(RUNTIME_FIXED_BYTES),
+        "runtime_fixed_gib": _gib(runtime_fixed),
+        "runtime_fixed": (
+            f"weights' load surplus {_gib(runtime_fixed - NON_TORCH_BYTES - PROFILING_BUFFER_BYTES)} GiB"
+            f" + non-torch {_gib(NON_TORCH_BYTES)} GiB"
+            f" + vLLM's profiling buffer {_gib(PROFILING_BUFFER_BYTES)} GiB"
+        ),
         "activation_gib": _gib(activation),
         "activation_formula": activation_formula,
         "cuda_graphs_gib": _gib(graphs),
+        "max_cudagraph_capture_size": _capture(seqs),
         "kv_cache_gib": _gib(max(kv_bytes, 0)),
         "budget_bytes_per_gpu": budget,
         "weights_bytes_per_gpu": weights,
@@ -570,6 +678,7 @@ def vllm_sizing(
         "max_model_len": max_model_len,
         "max_num_seqs": seqs,
         "max_num_batched_tokens": batched,
+        "max_cudagraph_capture_size": _capture(seqs),
         "gpu_memory_utilization": util,
         "tensor_parallel_size": tp,
         "pipeline_parallel_size": pp,
@@ -597,6 +706,9 @@ ROLE_PROFILES: dict[str, dict[str, Any]] = {
         "min_model_len": 4096,
         "max_num_seqs": 16,
         "max_num_batched_tokens": 2048,
+        # Graphs for decode batches only: a FIM prefill (1-4k tokens) would need graphs up to
+        # 2,048 tokens, about 3.7 GiB by the calibration: more than the coder's whole share.
+        "max_cudagraph_capture_size": "seqs",
         "kv_tokens": 16384,
     },
     # One prefill per request, nothing kept afterwards: KV for one full-length batch only, and
@@ -607,6 +719,8 @@ ROLE_PROFILES: dict[str, dict[str, Any]] = {
         "max_num_seqs": 16,
         "max_num_batched_tokens": 4096,
         "runner": "pooling",
+        # Every request is a prefill of its own length: graphs up to 16 tokens (measured 0.05 GiB).
+        "max_cudagraph_capture_size": "seqs",
         "kv_tokens": 4096,
     },
 }
