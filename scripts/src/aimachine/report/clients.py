@@ -70,7 +70,7 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
     # A front door with the appliance's own CA: clients must trust that CA (httpx, the OpenAI SDK
     # and Aider read SSL_CERT_FILE).
     trust = (
-        f"# The endpoint's certificate is signed by the appliance's CA (its copy on this controller).\n"
+        "# The endpoint's certificate is signed by the appliance's CA (its copy on this controller).\n"
         + (f"export SSL_CERT_FILE={shlex.quote(str(ca_file))}\n")
         if ca_file
         else ""
