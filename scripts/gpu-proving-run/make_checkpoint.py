@@ -52,19 +52,6 @@ PRESETS: dict[str, dict] = {
         awq=False,
         dtype="bfloat16",
     ),
-    "qwen2.5-coder-1.5b-awq": dict(
-        arch="qwen2",
-        layers=28,
-        hidden=1536,
-        inter=8960,
-        heads=12,
-        kv=2,
-        hd=128,
-        vocab=151936,
-        tie=True,
-        awq=True,
-        dtype="float16",
-    ),
     "qwen3-embedding-0.6b": dict(
         arch="qwen3",
         layers=28,
@@ -93,6 +80,8 @@ PRESETS: dict[str, dict] = {
         dtype="float16",
     ),
 }
+# The coder in 4-bit AWQ (GEMM, fp16 activations): the same shape, quantized.
+PRESETS["qwen2.5-coder-1.5b-awq"] = {**PRESETS["qwen2.5-coder-1.5b"], "awq": True, "dtype": "float16"}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
