@@ -2,7 +2,8 @@
 
 Usage: python bench_levels.py OUT_DIR LABEL LEVELS [vllm bench serve options ...]
 LEVELS: comma-separated entries CONCURRENCY[:INPUT_LEN:OUTPUT_LEN] (default 512 in, 128 out),
-each run with --num-prompts max(4 x concurrency, 16) (8 x, at least 16, for 8k prompts: fewer),
+each run with --num-prompts max(K x concurrency, 4 x K) (K = $PROMPTS_PER_STREAM, default 4; half that
+for prompts over 2,048 tokens),
 random dataset, ignore_eos. Writes OUT_DIR/LABEL-cC-I.json (vLLM's own result file) and prints one
 line per level: output tok/s, TTFT mean/p50/p99, TPOT mean. Falls back to one CLI call per level
 when vLLM's benchmark module cannot be imported this way.
@@ -11,6 +12,7 @@ when vLLM's benchmark module cannot be imported this way.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,7 +23,8 @@ def level_args(out: Path, label: str, spec: str) -> tuple[str, list[str]]:
     parts = spec.split(":")
     c = int(parts[0])
     ilen, olen = (int(parts[1]), int(parts[2])) if len(parts) == 3 else (512, 128)
-    n = max(4 * c, 16) if ilen <= 2048 else max(2 * c, 8)
+    k = int(os.environ.get("PROMPTS_PER_STREAM", "4"))  # more prompts: steadier TTFT percentiles
+    n = max(k * c, 4 * k) if ilen <= 2048 else max(k // 2 * c, 2 * k)
     name = f"{label}-c{c}-{ilen}.json"
     return name, [
         "--dataset-name", "random", "--random-input-len", str(ilen), "--random-output-len", str(olen),

@@ -21,6 +21,10 @@
 #   call's start) before it begins and is deferred when it would not finish; a step done is
 #   skipped when named again, so a further call with the same command resumes where it stopped.
 #   Results: $OUT/r7.tgz (all of /tmp/r7) and $OUT/summary.txt (each step's key lines).
+# Run 8 (session 6: #15 re-measured with 512-token CUDA graphs, the restart's time, the clients'
+#   endpoints): calls 1-6 as above; call 7: carry [".gpu/p/dpart6", ".gpu/render7", ".gpu/tools"]
+#   BUDGET=570 bash scripts/gpu-proving-run/run7.sh parts6 install a-profile a-defaults pack
+#   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=570 bash scripts/gpu-proving-run/run7.sh a-defaults d-restart2 f-clients pack
 # Issue 21 (needs nvidia-h200-x2, withheld now; prepared, not run): calls 1-7 on that kind, then
 #   carry [".gpu/render7", ".gpu/tools"]  command: bash scripts/gpu-proving-run/run7.sh t-tp2 pack
 # ---------------------------------------------------------------------------------------------
@@ -45,8 +49,9 @@ healthy() { python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.
 start() {
   local label=$1 cfg=$2 port=$3 t0 pid dt bad try
   for try in 1 2 3; do
+    # START_ENV: extra VAR=value words for this start only (the restart experiments).
     ( set -a; . $ENVF; set +a; export HOME=/var/lib/aimachine/server; cd /var/lib/aimachine/server
-      exec setsid python3 -m vllm.entrypoints.cli.main serve --config "$cfg" > $R/vllm-$label.log 2>&1 < /dev/null ) &
+      exec env ${START_ENV:-} setsid python3 -m vllm.entrypoints.cli.main serve --config "$cfg" > $R/vllm-$label.log 2>&1 < /dev/null ) &
     pid=$!; echo $pid > $R/pid-$port; t0=$(now)
     while ! healthy $port; do
       sleep 0.5
@@ -116,13 +121,55 @@ EOF
       python3 -c "import json; p = '/tmp/m-coder/tokenizer.json'; d = json.load(open(p)); d['model']['vocab'] = {k: i for k, i in d['model']['vocab'].items() if i < 151936}; json.dump(d, open(p, 'w'), ensure_ascii=False)"
       ln -sfn /tmp/model $M; du -sh /tmp/model /tmp/m-coder /tmp/m-embed | tee -a $R/summary.txt
       nvidia-smi --query-gpu=name,memory.total,memory.reserved,driver_version --format=csv | tee -a $R/summary.txt ;;
+    # Run 8 (#15 re-measured): 8 prompts a stream (steadier TTFT p50), two rounds of every level for
+    # each config; the profile's second round runs on the sampled restart (d-restart2).
     a-profile) need 200 || continue; stop_all; start profile "$(cfg profile)" 8000 || { rc=1; stop_all; }
-      [ $rc = 0 ] && vb profile-1 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct
-      [ $rc = 0 ] && [ "$(left)" -gt 330 ] && vb profile-2 8000 32,64 qwen2.5-7b-instruct ;;
+      [ $rc = 0 ] && PROMPTS_PER_STREAM=8 vb profile-1 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct ;;
     a-defaults) need 240 || continue; stop_all; start defaults "$(cfg defaults)" 8000 || { rc=1; stop_all; }
-      [ $rc = 0 ] && vb defaults-1 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct
-      [ $rc = 0 ] && [ "$(left)" -gt 60 ] && vb defaults-2 8000 32,64 qwen2.5-7b-instruct
+      [ $rc = 0 ] && PROMPTS_PER_STREAM=8 vb defaults-1 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct
+      [ $rc = 0 ] && [ "$(left)" -gt 330 ] && PROMPTS_PER_STREAM=8 vb defaults-2 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct
       stop_all ;;
+    # Where a restart's time goes (#15.5): the import bound with and without compiled bytecode (the
+    # appliance's venv is read-only to the unit, so without --compile-bytecode nothing is ever
+    # cached), then a restart with stack samples of every process, then one as today's venv.
+    d-restart2) need 330 || continue; stop_all
+      python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, bytecode cached: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      PYTHONPYCACHEPREFIX=/tmp/nopyc PYTHONDONTWRITEBYTECODE=1 python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, no bytecode: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      ( for _ in $(seq 45); do echo "=== $(date +%s.%N)"; ps -eo pid,ppid,etimes,pcpu,args --sort=pid | grep -v "ps -eo" | cut -c1-200 | tail -n 40; sleep 2; done > $R/ps-restart.txt 2>&1 & )
+      START_ENV="AIMACHINE_STACK_DIR=$R/stacks-restart PYTHONPATH=$PWD/scripts/gpu-proving-run/startup_sampler:$PYTHONPATH" start restart-sampled "$(cfg profile)" 8000 || rc=1
+      python3 scripts/gpu-proving-run/startup_sampler/summarize.py $R/stacks-restart > $R/stacks-restart.txt 2>&1
+      cut -c1-220 $R/stacks-restart.txt | awk 'NR % 3 == 1' | head -80 | tee -a $R/summary.txt
+      grep -hE "non-default args|incorrect regex|Initializing a V1|Loading weights|Model loading took|torch.compile took|Graph capturing finished|init engine|Starting vLLM" $R/vllm-restart-sampled.log | cut -c1-160 | tee -a $R/summary.txt
+      [ $rc = 0 ] && PROMPTS_PER_STREAM=8 vb profile-2 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct
+      stop_all
+      [ "$(left)" -gt 100 ] && { START_ENV="PYTHONPYCACHEPREFIX=/tmp/nopyc PYTHONDONTWRITEBYTECODE=1" start restart-nobytecode "$(cfg profile)" 8000 || rc=1; } ;;
+    # The endpoints Codex CLI (Responses) and Claude Code (Anthropic Messages) talk to, on the rendered vLLM.
+    f-clients) need 60 || continue; healthy 8000 || { start clients "$(cfg profile)" 8000 || rc=1; }
+      [ $rc = 0 ] && OPENAI_API_KEY=$(key) python3 - <<'EOF' 2>&1 | tee -a $R/summary.txt
+import json, os, urllib.error, urllib.request
+key = os.environ["OPENAI_API_KEY"]
+calls = [
+    ("/v1/responses", {"model": "qwen2.5-7b-instruct", "input": "Write a Python function add(a, b).", "max_output_tokens": 24}),
+    ("/v1/responses", {"model": "qwen2.5-7b-instruct", "input": "Say hi.", "max_output_tokens": 8, "stream": True}),
+    ("/v1/messages", {"model": "qwen2.5-7b-instruct", "max_tokens": 24, "messages": [{"role": "user", "content": "Say hi."}]}),
+    ("/v1/messages", {"model": "qwen2.5-7b-instruct", "max_tokens": 8, "stream": True, "messages": [{"role": "user", "content": "Say hi."}]}),
+    ("/v1/messages/count_tokens", {"model": "qwen2.5-7b-instruct", "messages": [{"role": "user", "content": "Say hi."}]}),
+]
+for path, body in calls:
+    req = urllib.request.Request("http://127.0.0.1:8000" + path, data=json.dumps(body).encode(), headers={
+        "Content-Type": "application/json", "Authorization": "Bearer " + key, "x-api-key": key,
+        "anthropic-version": "2023-06-01"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            status, ctype, text = r.status, r.headers.get("content-type"), r.read(4000).decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        status, ctype, text = e.code, e.headers.get("content-type"), e.read(600).decode(errors="replace")
+    except Exception as e:  # noqa: BLE001
+        status, ctype, text = "error", "", repr(e)
+    stream = " stream" if body.get("stream") else ""
+    print(f"client endpoint {path}{stream}: {status} {ctype}: {' '.join(text.split())[:500]}")
+EOF
+      ;;
     d-restart) need 150 || continue; stop_all
       # The import bound first, on an idle machine.
       python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import vllm.entrypoints.openai.api_server {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
@@ -196,7 +243,8 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
       python3 - <<'EOF' 2>&1 | tee $R/kv-check.txt | tee -a $R/summary.txt
 import json, re, pathlib
 pred = json.loads(pathlib.Path(".gpu/render7/predictions.json").read_text())
-names = {"profile": "profile", "restart": "profile", "e7mb": "profile", "defaults": None, "ngram": "spec-ngram",
+names = {"profile": "profile", "restart": "profile", "e7mb": "profile", "restart-sampled": "profile",
+         "restart-nobytecode": "profile", "clients": "profile", "defaults": None, "ngram": "spec-ngram",
          "suffix": "spec-suffix", "chat": "chat", "coder": "coder", "embed": "embed", "tp2": "tp2-14b"}
 for log in sorted(pathlib.Path("/tmp/r7").glob("vllm-*.log")):
     label = log.stem.removeprefix("vllm-")
