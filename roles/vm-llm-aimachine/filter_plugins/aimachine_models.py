@@ -131,10 +131,12 @@ def _one(
 
 def _instances(resolved: list[dict[str, Any]]) -> None:
     """Instance names: '' for the primary, the role (role-2, role-3 for repeats) for the rest."""
+    # The primary model counts as its role's first: a second chat model is "chat-2".
     seen: dict[str, int] = {}
     for item in resolved:
         if item["primary"]:
             item["instance"] = ""
+            seen[item["role"]] = 1
             continue
         seen[item["role"]] = seen.get(item["role"], 0) + 1
         count = seen[item["role"]]
