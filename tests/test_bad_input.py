@@ -70,6 +70,26 @@ CASES = {
         "max_position_embeddings of the model: 32768)",
     ),
     "unknown model source": (["-e", "vm_llm_aimachine_model_source=ftp"], "vm_llm_aimachine_model_source"),
+    "served models not a list": (["-e", "vm_llm_aimachine_models=chat"], "vm_llm_aimachine_models"),
+    "served model not in the catalog": (
+        [
+            "-e",
+            '{"vm_llm_aimachine_models": [{"role": "chat"}, {"model": "starcoder", "role": "autocomplete"}]}',
+        ],
+        "vm_llm_aimachine_models[1].model 'starcoder' is not in the catalog",
+    ),
+    "autocomplete model without FIM tokens": (
+        [
+            "-e",
+            '{"vm_llm_aimachine_models": [{"role": "chat"}, {"role": "autocomplete", "id": "acme/coder", '
+            '"revision": "' + "a" * 40 + '"}]}',
+        ],
+        "vm_llm_aimachine_models[1] (autocomplete) needs the model's fill-in-the-middle tokens",
+    ),
+    "embedding model served as chat": (
+        ["-e", '{"vm_llm_aimachine_models": [{"model": "qwen3-embedding-0.6b", "role": "chat"}]}'],
+        "vm_llm_aimachine_models[0]: qwen3-embedding-0.6b is the catalog's embed model, not a chat model",
+    ),
     "unknown driver source": (
         ["-e", "vm_llm_aimachine_nvidia_driver_source=ppa"],
         "vm_llm_aimachine_nvidia_driver_source",

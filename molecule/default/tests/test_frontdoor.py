@@ -2,10 +2,10 @@
 
 nginx with TLS (the generated CA, copied to the controller), the API key on every route, only
 /v1/* and /health proxied, /metrics only from loopback, an nftables allowlist; and the key itself
-nowhere but the two root-only files that must hold it. In the default scenario its side effect
-(molecule/default/side_effect.yml) puts a second model behind the door, the CPU embeddings engine
-with the tiny embedding model, so the routing by model is tested here too; where the door has one
-model (Debian 13), those tests skip.
+nowhere but the two root-only files that must hold it. In the default scenario the host role
+serves three tiny models (molecule/default/host_vars: chat, autocomplete, embeddings), one
+llm_server instance each, so chat, FIM and embeddings through the door, the routing by model and
+a wrong model name are tested here too; where the door has one model (Debian 13), those tests skip.
 """
 
 import concurrent.futures
@@ -22,10 +22,13 @@ import pytest
 
 PORT = 8443
 ENGINE_PORT = 8000
-# The second model of the default scenario's side effect, and its limits: the tiny embedding
-# model's 2,048 tokens x 32 bytes + 64 KiB; the chat model's 4,096 tokens x 32 + 64 KiB.
+# The default scenario's other served models (molecule/default/host_vars), their engines' ports
+# (vm_llm_aimachine_port + 1, + 2) and limits: the tiny embedding model's 2,048 tokens x 32 bytes +
+# 64 KiB; the chat and autocomplete models' 4,096 tokens x 32 + 64 KiB.
+AUTOCOMPLETE_MODEL = "tiny-autocomplete"
+AUTOCOMPLETE_PORT = 8001
 EMBED_MODEL = "tiny-embed"
-EMBED_PORT = 8001
+EMBED_PORT = 8002
 EMBED_BODY_LIMIT = 2048 * 32 + 65536
 CHAT_BODY_LIMIT = 4096 * 32 + 65536
 # Files that must hold the key, root-only: the engine's EnvironmentFile and nginx's key map.
@@ -244,7 +247,7 @@ def test_network_outside_the_allowlist_is_dropped(addresses):
 
 def test_engine_port_not_reachable_from_outside_the_host(addresses):
     for address in addresses:
-        for port in (ENGINE_PORT, EMBED_PORT):
+        for port in (ENGINE_PORT, AUTOCOMPLETE_PORT, EMBED_PORT):
             assert _connects(address, port) in {"timeout", "refused"}, (address, port)
 
 
@@ -252,9 +255,8 @@ def test_listeners(host):
     listeners = {line.split()[3] for line in host.check_output("ss -Htln").splitlines()}
     assert f"0.0.0.0:{PORT}" in listeners, listeners
     assert [x for x in listeners if x.endswith(f":{ENGINE_PORT}")] == [f"127.0.0.1:{ENGINE_PORT}"], listeners
-    assert [x for x in listeners if x.endswith(f":{EMBED_PORT}")] in ([], [f"127.0.0.1:{EMBED_PORT}"]), (
-        listeners
-    )
+    for port in (AUTOCOMPLETE_PORT, EMBED_PORT):
+        assert [x for x in listeners if x.endswith(f":{port}")] in ([], [f"127.0.0.1:{port}"]), listeners
     assert not [x for x in listeners if x.endswith(":80")], "the distribution's default site is still there"
 
 
@@ -377,7 +379,12 @@ def test_rate_limit_answers_429_in_json(lan_address, ca, key):
     time.sleep(200 / 20 + 1)
 
 
-# --- several models behind one door (the default scenario's side effect adds the second) -------
+# --- several models behind one door (the default scenario serves three) -----------------------
+
+
+def _deployed(host) -> dict:
+    """The host role's published fact, as it wrote it to the controller."""
+    return json.loads((_secrets(host) / "deployed.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -386,20 +393,98 @@ def served(lan_address, ca, key) -> list[str]:
     assert status == 200, body
     names = [m["id"] for m in json.loads(body)["data"]]
     if EMBED_MODEL not in names:
-        pytest.skip(
-            f"one model behind the front door ({names}); the default scenario's side effect adds a second"
-        )
+        pytest.skip(f"one model behind the front door ({names}); the default scenario serves three")
     return names
 
 
-def test_models_lists_every_served_model(lan_address, ca, key, served):
+def test_models_lists_every_served_model(host, lan_address, ca, key, served):
     _, _, body = _request(lan_address, ca, "GET", "/v1/models", key=key)
     cards = json.loads(body)["data"]
-    assert [c["id"] for c in cards][1:] == [EMBED_MODEL] and len(cards) == 2
-    assert [c["max_model_len"] for c in cards] == [4096, 2048]
+    assert [c["id"] for c in cards][1:] == [AUTOCOMPLETE_MODEL, EMBED_MODEL] and len(cards) == 3
+    assert [c["max_model_len"] for c in cards] == [4096, 4096, 2048]
+    # The same list the host role published, in the same order (the primary chat model first).
+    assert [m["name"] for m in _deployed(host)["models"]] == [c["id"] for c in cards]
 
 
-def test_each_request_reaches_the_model_it_names(lan_address, ca, key, served):
+def test_the_published_fact_names_every_model_its_role_port_and_tokens(host, served):
+    deployed = _deployed(host)
+    by = {m["name"]: m for m in deployed["models"]}
+    assert deployed["model"] == served[0] == deployed["models"][0]["name"]
+    assert deployed["base_url"].startswith("https://") and deployed["base_url"].endswith(f":{PORT}/v1")
+    assert deployed["key_env"] == "AIMACHINE_API_KEY" and deployed["key_file"].endswith("/api_key")
+    assert [(m["role"], m["port"], m["service"]) for m in deployed["models"]] == [
+        ("chat", ENGINE_PORT, "aimachine-llm"),
+        ("autocomplete", AUTOCOMPLETE_PORT, "aimachine-llm-autocomplete"),
+        ("embed", EMBED_PORT, "aimachine-llm-embed"),
+    ]
+    assert by[AUTOCOMPLETE_MODEL]["fim"]["prefix"] == "<|fim_prefix|>"
+    assert "fim" not in by[served[0]] and "dimensions" not in by[AUTOCOMPLETE_MODEL]
+    assert by[EMBED_MODEL]["dimensions"] == 64  # the tiny embedding model's hidden size
+    assert [m["max_model_len"] for m in deployed["models"]] == [4096, 4096, 2048]
+    assert "catalog" not in deployed  # the controller copy leaves the whole catalog out
+
+
+def test_each_instance_is_its_own_unit_with_its_own_state(host, served):
+    for model in _deployed(host)["models"]:
+        unit = model["service"]
+        assert host.service(unit).is_running and host.service(unit).is_enabled, unit
+        suffix = unit.removeprefix("aimachine-llm")
+        state = host.file(f"/var/lib/aimachine/server{suffix}")
+        assert (state.user, state.mode) == ("aimachine-llm", 0o750), unit
+        with host.sudo():
+            record = json.loads(
+                host.file(f"/var/lib/aimachine/known-good{suffix}/known-good.json").content_string
+            )
+        assert record["model_path"] == model["model_dir"], unit
+        assert host.service(f"{unit}-watchdog.timer").is_enabled, unit
+    # The CPU engine has no /v1/embeddings: the embedding model runs the embeddings server.
+    exec_start = host.file("/etc/systemd/system/aimachine-llm-embed.service").content_string
+    assert (
+        "/opt/aimachine/embeddings/embeddings_server.py" in exec_start
+        and f"--port {EMBED_PORT}" in exec_start
+    )
+
+
+def test_chat_completion_on_the_chat_model(lan_address, ca, key, served):
+    chat = {"model": served[0], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    status, _, answer = _request(lan_address, ca, "POST", "/v1/chat/completions", key=key, body=chat)
+    assert status == 200, answer
+    result = json.loads(answer)
+    assert result["model"] == served[0] and result["usage"]["completion_tokens"] == 4
+
+
+def test_fim_on_completions_with_the_autocomplete_models_tokens(host, lan_address, ca, key, served):
+    fim = {m["name"]: m for m in _deployed(host)["models"]}[AUTOCOMPLETE_MODEL]["fim"]
+    before, after = "def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"
+    prompt = f"{fim['prefix']}{before}{fim['suffix']}{after}{fim['middle']}"
+    body = {
+        "model": AUTOCOMPLETE_MODEL,
+        "prompt": prompt,
+        "max_tokens": 8,
+        "temperature": 0,
+        "stop": fim["stop"],
+    }
+    status, _, answer = _request(lan_address, ca, "POST", "/v1/completions", key=key, body=body)
+    assert status == 200, answer
+    result = json.loads(answer)
+    assert result["model"] == AUTOCOMPLETE_MODEL and isinstance(result["choices"][0]["text"], str)
+    assert 1 <= result["usage"]["completion_tokens"] <= 8
+    # Each FIM marker is one special token of the model's tokenizer: the same code without them is
+    # exactly three tokens shorter.
+    plain = dict(body, prompt=before + after)
+    status, _, plain_answer = _request(lan_address, ca, "POST", "/v1/completions", key=key, body=plain)
+    assert status == 200, plain_answer
+    assert result["usage"]["prompt_tokens"] - json.loads(plain_answer)["usage"]["prompt_tokens"] == 3
+    # Routed by name: the chat model's tokenizer has no FIM tokens and splits each marker into
+    # several pieces, so the same prompt sent to it counts more tokens.
+    status, _, chat_answer = _request(
+        lan_address, ca, "POST", "/v1/completions", key=key, body=dict(body, model=served[0])
+    )
+    assert status == 200, chat_answer
+    assert json.loads(chat_answer)["usage"]["prompt_tokens"] > result["usage"]["prompt_tokens"]
+
+
+def test_embeddings_on_the_embedding_model(lan_address, ca, key, served):
     body = {"model": EMBED_MODEL, "input": ["def add(a, b):\n    return a + b", "Grüße"]}
     status, _, answer = _request(lan_address, ca, "POST", "/v1/embeddings", key=key, body=body)
     assert status == 200, answer
@@ -409,15 +494,18 @@ def test_each_request_reaches_the_model_it_names(lan_address, ca, key, served):
     assert [len(v) for v in vectors] == [64, 64]
     assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-4
     assert result["usage"]["prompt_tokens"] > 2
-    chat = {"model": served[0], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    status, _, answer = _request(lan_address, ca, "POST", "/v1/chat/completions", key=key, body=chat)
-    assert status == 200, answer
-    assert json.loads(answer)["usage"]["completion_tokens"] == 4
-    # The embedding model does not serve chat: a clear 400, not the chat engine's answer.
-    wrong = {**chat, "model": EMBED_MODEL}
-    status, _, answer = _request(lan_address, ca, "POST", "/v1/chat/completions", key=key, body=wrong)
-    assert status == 400, answer
-    assert f"`{EMBED_MODEL}` does not serve /v1/chat/completions" in json.loads(answer)["error"]["message"]
+
+
+def test_a_model_is_not_routed_to_paths_its_role_does_not_serve(lan_address, ca, key, served):
+    for model, path in (
+        (EMBED_MODEL, "/v1/chat/completions"),
+        (EMBED_MODEL, "/v1/completions"),
+        (AUTOCOMPLETE_MODEL, "/v1/embeddings"),
+    ):
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "prompt": "x", "input": "x"}
+        status, _, answer = _request(lan_address, ca, "POST", path, key=key, body=body)
+        assert status == 400, (model, path, answer)
+        assert f"`{model}` does not serve {path}" in json.loads(answer)["error"]["message"]
 
 
 def test_a_wrong_model_name_gets_404_naming_the_served_models(lan_address, ca, key, served):
@@ -462,7 +550,8 @@ def test_health_is_healthy_only_when_every_engine_is(host, lan_address, ca, key,
             time.sleep(1)
 
 
-def test_the_firewall_drops_the_second_engine_port_too(host, served):
+def test_the_firewall_drops_the_other_engine_ports_too(host, served):
     with host.sudo():
         table = host.check_output("nft list table inet aimachine")
-    assert f'tcp dport {EMBED_PORT} iifname != "lo"' in table
+    for port in (AUTOCOMPLETE_PORT, EMBED_PORT):
+        assert f'tcp dport {port} iifname != "lo"' in table, port

@@ -742,7 +742,7 @@ def bundle_sizing(
 
     Every non-chat instance gets what its role needs (weights, runtime, activations, CUDA graphs
     and the role's ``kv_tokens`` of KV cache, 10 % spare); the chat instances share the rest
-    equally. Returns ``{"instances": [{"name", "role", "gpu_memory_utilization", "sizing"}],
+    equally. Returns ``{"instances": [{"name", "role", "gpu_memory_utilization", "profile", "sizing"}],
     "arithmetic": {...}, "warnings": [...]}``, each ``sizing`` being vllm_sizing's result for that
     instance's share. Raises SizingError, with every instance's numbers, when they do not fit.
     """
@@ -831,6 +831,11 @@ def bundle_sizing(
     else:
         warnings.append(f"no chat model: {_gib(remainder)} GiB of the card stay unused")
     for name, _role, model, wishes in entries:
+        # The wishes each instance is sized with: llm_server_vllm_profile of its llm_server instance
+        # (the same call there gives the same sizing).
+        instances[name]["profile"] = {k: v for k, v in wishes.items() if k != "kv_tokens"} | {
+            "gpu_memory_utilization": instances[name]["gpu_memory_utilization"]
+        }
         try:
             instances[name]["sizing"] = _share(instances[name]["gpu_memory_utilization"], model, wishes)
         except SizingError as error:
