@@ -25,6 +25,8 @@
 #   endpoints): calls 1-6 as above; call 7: carry [".gpu/p/dpart6", ".gpu/render7", ".gpu/tools"]
 #   BUDGET=570 bash scripts/gpu-proving-run/run7.sh parts6 install a-profile a-defaults pack
 #   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=570 bash scripts/gpu-proving-run/run7.sh a-defaults d-restart2 f-clients pack
+# Run 8 as made (session 7): calls 1-6; call 7 BUDGET=570 ... parts6 install a-profile f-clients d-import pack;
+#   call 8 BUDGET=570 ... a-defaults d-restart2 pack; call 9 BUDGET=300 ... d-restart3 pack
 # Issue 21 (needs nvidia-h200-x2, withheld now; prepared, not run): calls 1-7 on that kind, then
 #   carry [".gpu/render7", ".gpu/tools"]  command: bash scripts/gpu-proving-run/run7.sh t-tp2 pack
 # ---------------------------------------------------------------------------------------------
@@ -132,9 +134,10 @@ EOF
     # Where a restart's time goes (#15.5): the import bound with and without compiled bytecode (the
     # appliance's venv is read-only to the unit, so without --compile-bytecode nothing is ever
     # cached), then a restart with stack samples of every process, then one as today's venv.
-    d-restart2) need 330 || continue; stop_all
+    d-import) need 60 || continue
       python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, bytecode cached: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
-      PYTHONPYCACHEPREFIX=/tmp/nopyc PYTHONDONTWRITEBYTECODE=1 python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, no bytecode: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      PYTHONPYCACHEPREFIX=/tmp/nopyc PYTHONDONTWRITEBYTECODE=1 python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, no bytecode: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt ;;
+    d-restart2) need 250 || continue; stop_all
       ( for _ in $(seq 45); do echo "=== $(date +%s.%N)"; ps -eo pid,ppid,etimes,pcpu,args --sort=pid | grep -v "ps -eo" | cut -c1-200 | tail -n 40; sleep 2; done > $R/ps-restart.txt 2>&1 & )
       START_ENV="AIMACHINE_STACK_DIR=$R/stacks-restart PYTHONPATH=$PWD/scripts/gpu-proving-run/startup_sampler:$PYTHONPATH" start restart-sampled "$(cfg profile)" 8000 || rc=1
       python3 scripts/gpu-proving-run/startup_sampler/summarize.py $R/stacks-restart > $R/stacks-restart.txt 2>&1
@@ -143,6 +146,16 @@ EOF
       [ $rc = 0 ] && PROMPTS_PER_STREAM=8 vb profile-2 8000 1,4,16,32,64,4:8192:256 qwen2.5-7b-instruct
       stop_all
       [ "$(left)" -gt 100 ] && { START_ENV="PYTHONPYCACHEPREFIX=/tmp/nopyc PYTHONDONTWRITEBYTECODE=1" start restart-nobytecode "$(cfg profile)" 8000 || rc=1; } ;;
+    # The engine core's start method (#15.5): fork named explicitly, and the engine in the API
+    # server's process, each a restart with the kept caches; the in-process one benchmarked too.
+    d-restart3) need 200 || continue; stop_all
+      START_ENV="VLLM_WORKER_MULTIPROC_METHOD=fork" start restart-fork "$(cfg profile)" 8000 || rc=1
+      grep -hE "spawn|fork|Initializing a V1|Model loading took|init engine|Starting vLLM" $R/vllm-restart-fork.log | cut -c1-160 | tee -a $R/summary.txt
+      stop_all
+      [ "$(left)" -gt 120 ] && { START_ENV="VLLM_ENABLE_V1_MULTIPROCESSING=0" start restart-inproc "$(cfg profile)" 8000 || rc=1; }
+      grep -hE "spawn|fork|Initializing a V1|Model loading took|init engine|Starting vLLM" $R/vllm-restart-inproc.log 2>/dev/null | cut -c1-160 | tee -a $R/summary.txt
+      [ $rc = 0 ] && [ "$(left)" -gt 60 ] && PROMPTS_PER_STREAM=4 vb inproc 8000 1,16,64 qwen2.5-7b-instruct
+      stop_all ;;
     # The endpoints Codex CLI (Responses) and Claude Code (Anthropic Messages) talk to, on the rendered vLLM.
     f-clients) need 60 || continue; healthy 8000 || { start clients "$(cfg profile)" 8000 || rc=1; }
       [ $rc = 0 ] && OPENAI_API_KEY=$(key) python3 - <<'EOF' 2>&1 | tee -a $R/summary.txt
@@ -244,7 +257,7 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
 import json, re, pathlib
 pred = json.loads(pathlib.Path(".gpu/render7/predictions.json").read_text())
 names = {"profile": "profile", "restart": "profile", "e7mb": "profile", "restart-sampled": "profile",
-         "restart-nobytecode": "profile", "clients": "profile", "defaults": None, "ngram": "spec-ngram",
+         "restart-nobytecode": "profile", "clients": "profile", "restart-fork": "profile", "restart-inproc": "profile", "defaults": None, "ngram": "spec-ngram",
          "suffix": "spec-suffix", "chat": "chat", "coder": "coder", "embed": "embed", "tp2": "tp2-14b"}
 for log in sorted(pathlib.Path("/tmp/r7").glob("vllm-*.log")):
     label = log.stem.removeprefix("vllm-")
