@@ -554,8 +554,7 @@ def _prompt_format(args: argparse.Namespace) -> str:
     return "chat template of the served model, one user message" if args.api == "chat" else "raw prompt"
 
 
-def run(args: argparse.Namespace) -> int:
-    started = datetime.now(UTC)
+def _check_slo(args: argparse.Namespace) -> dict[str, float]:
     slo = parse_goodput(args.goodput or [])
     if args.workload == "embeddings" and set(slo) - {"e2el"}:
         raise WorkloadError(
@@ -564,7 +563,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.gpu_name:
         card_bandwidth(args.gpu_name)  # an unknown card is a usage error, found before the run
-    api_key = read_api_key(args)
+    return slo
+
+
+def _tokenizer(args: argparse.Namespace) -> ModelTokenizer | None:
     tokenizer_path = args.tokenizer or args.model_dir
     tokenizer = ModelTokenizer(tokenizer_path) if tokenizer_path and args.workload != "embeddings" else None
     if args.dataset == "random" and tokenizer is None:
@@ -572,15 +574,10 @@ def run(args: argparse.Namespace) -> int:
             "prompts of an exact length need the served model's tokenizer: pass --model-dir "
             "(or --tokenizer), or use --dataset coding"
         )
+    return tokenizer
 
-    ca_cert = read_ca_cert(args)
-    models = asyncio.run(server_models(Endpoint(args.base_url, args.api, args.model or "", api_key, ca_cert)))
-    model = _served_model(models, args.model, args.base_url)
-    endpoint = Endpoint(args.base_url, args.api, model, api_key, ca_cert)
-    engine = engine_of(models, model)
-    fixed = args.stop == "fixed"
-    ignore_eos = fixed and (args.ignore_eos == "yes" or (args.ignore_eos == "auto" and engine == "vllm"))
 
+def _levels(args: argparse.Namespace) -> list[Level]:
     if args.request_rate:
         levels = rate_levels(args.request_rate, args.num_requests, args.max_concurrency)
     else:
@@ -593,11 +590,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.warmup < 0:
         raise WorkloadError(f"--warmup must be >= 0, got {args.warmup}")
-    warmup_prompts, level_prompts = _prompts(args, tokenizer, levels)
+    return levels
+
+
+def _sending(args: argparse.Namespace, endpoint: Endpoint, ignore_eos: bool) -> Sending:
     extra_body = args.extra_body
     if args.fim_stop:
         extra_body = {"stop": list(args.fim_stop)} | (extra_body or {})
-    sending = Sending(
+    return Sending(
         endpoint,
         max_tokens=args.output_len or 0,
         ignore_eos=ignore_eos,
@@ -606,12 +606,24 @@ def run(args: argparse.Namespace) -> int:
         record_raw=args.record_streams,
         encoding_format=args.encoding_format or "float",
     )
+
+
+def _measure(
+    args: argparse.Namespace,
+    sending: Sending,
+    levels: list[Level],
+    warmup_prompts: list[Prompt],
+    level_prompts: list[list[Prompt]],
+) -> tuple[list[Sent], list[LevelRun], GpuSampler | None, Scraper | None]:
+    """Send the warmup and every level, with the GPU sampler and the /metrics scraper running."""
     sampler = None if args.no_telemetry else GpuSampler(args.telemetry_hz)
     run_t0 = time.perf_counter()
     scraper = (
         None
         if args.no_server_metrics
-        else Scraper(args.metrics_url or args.base_url.rstrip("/") + "/metrics", endpoint.headers(), run_t0)
+        else Scraper(
+            args.metrics_url or args.base_url.rstrip("/") + "/metrics", sending.endpoint.headers(), run_t0
+        )
     )
     if sampler:
         sampler.start(run_t0)
@@ -632,10 +644,22 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if sampler:
             sampler.stop()
-    finished = datetime.now(UTC)
     if scraper and scraper.unavailable:
         print(f"server metrics: none read ({scraper.unavailable})", file=sys.stderr)
+    return warm, runs, sampler, scraper
 
+
+def _records_and_levels(
+    args: argparse.Namespace,
+    warm: list[Sent],
+    runs: list[LevelRun],
+    *,
+    tokenizer: ModelTokenizer | None,
+    slo: dict[str, float],
+    scraper: Scraper | None,
+    model: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each request's record (warmup first) and each level's block."""
     count_tokens = (
         None if tokenizer is None else (lambda text: tokenizer.count(text, add_special_tokens=False))
     )
@@ -650,7 +674,75 @@ def run(args: argparse.Namespace) -> int:
         )
         for index, (sent, m) in enumerate(zip(level_run.sent, metrics, strict=True)):
             records.append(_request_record(sent, level_run.level.name, index, m))
+    return records, level_blocks
 
+
+def _workload_block(
+    args: argparse.Namespace, ignore_eos: bool, tokenizer: ModelTokenizer | None, slo: dict[str, float]
+) -> dict[str, Any]:
+    return {
+        "name": args.workload,
+        "description": _description(args),
+        "dataset": args.dataset,
+        "input_len": args.input_len if args.dataset == "random" else None,
+        "output_len": args.output_len,
+        # Embeddings generate nothing, so nothing stops them.
+        "stop": args.stop if args.workload != "embeddings" else None,
+        "ignore_eos_sent": ignore_eos,
+        "temperature": args.temperature,
+        "extra_body": args.extra_body,
+        "warmup_requests": args.warmup,
+        "seed": args.seed,
+        "tokenizer": None if tokenizer is None else str(tokenizer.directory),
+        "prompt_format": _prompt_format(args),
+        "fim_tokens": {
+            "prefix": args.fim_prefix,
+            "suffix": args.fim_suffix,
+            "middle": args.fim_middle,
+            "stop": args.fim_stop,
+        }
+        if args.workload == "fim"
+        else None,
+        "batch_size": args.batch_size,
+        "encoding_format": args.encoding_format,
+        "percentiles": args.percentiles,
+        "goodput_slo_ms": slo or None,
+        "timeout_s": args.timeout,
+    }
+
+
+def _report_failures(level_blocks: list[dict[str, Any]]) -> int:
+    failed = sum(lv["summary"]["errors"] for lv in level_blocks)
+    if failed:
+        first = next(m for lv in level_blocks for m in lv["summary"]["error_messages"])
+        print(f"{failed} measured request(s) failed; first error: {first}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    started = datetime.now(UTC)
+    slo = _check_slo(args)
+    api_key = read_api_key(args)
+    tokenizer = _tokenizer(args)
+
+    ca_cert = read_ca_cert(args)
+    models = asyncio.run(server_models(Endpoint(args.base_url, args.api, args.model or "", api_key, ca_cert)))
+    model = _served_model(models, args.model, args.base_url)
+    endpoint = Endpoint(args.base_url, args.api, model, api_key, ca_cert)
+    engine = engine_of(models, model)
+    fixed = args.stop == "fixed"
+    ignore_eos = fixed and (args.ignore_eos == "yes" or (args.ignore_eos == "auto" and engine == "vllm"))
+
+    levels = _levels(args)
+    warmup_prompts, level_prompts = _prompts(args, tokenizer, levels)
+    sending = _sending(args, endpoint, ignore_eos)
+    warm, runs, sampler, scraper = _measure(args, sending, levels, warmup_prompts, level_prompts)
+    finished = datetime.now(UTC)
+
+    records, level_blocks = _records_and_levels(
+        args, warm, runs, tokenizer=tokenizer, slo=slo, scraper=scraper, model=model
+    )
     windows = {lv["name"]: (lv["start_s"], lv["end_s"]) for lv in level_blocks}
     telemetry = (
         {"available": False, "reason": "disabled with --no-telemetry"}
@@ -658,7 +750,6 @@ def run(args: argparse.Namespace) -> int:
         else sampler.result(windows)
     )
     roof = _roofline_block(args, level_blocks)
-    generating = args.workload != "embeddings"
     document = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "aimachine-bench", "version": __version__},
@@ -677,34 +768,7 @@ def run(args: argparse.Namespace) -> int:
             "engine": engine,
             "models": models.get("data", []),
         },
-        "workload": {
-            "name": args.workload,
-            "description": _description(args),
-            "dataset": args.dataset,
-            "input_len": args.input_len if args.dataset == "random" else None,
-            "output_len": args.output_len,
-            "stop": args.stop,
-            "ignore_eos_sent": ignore_eos,
-            "temperature": args.temperature,
-            "extra_body": args.extra_body,
-            "warmup_requests": args.warmup,
-            "seed": args.seed,
-            "tokenizer": None if tokenizer is None else str(tokenizer.directory),
-            "prompt_format": _prompt_format(args),
-            "fim_tokens": {
-                "prefix": args.fim_prefix,
-                "suffix": args.fim_suffix,
-                "middle": args.fim_middle,
-                "stop": args.fim_stop,
-            }
-            if args.workload == "fim"
-            else None,
-            "batch_size": args.batch_size,
-            "encoding_format": args.encoding_format,
-            "percentiles": args.percentiles,
-            "goodput_slo_ms": slo or None,
-            "timeout_s": args.timeout,
-        },
+        "workload": _workload_block(args, ignore_eos, tokenizer, slo),
         "definitions": DEFINITIONS,
         "levels": level_blocks,
         "warmup": {"requests": len(warm), "errors": sum(1 for s in warm if not s.result.ok)},
@@ -715,20 +779,13 @@ def run(args: argparse.Namespace) -> int:
         "roofline": roof,
         "requests": records,
     }
-    if not generating:
-        document["workload"]["stop"] = None
     if args.output:
         written = write_all(args.output, document, args.percentiles)
         if args.record_streams:
             written.append(_write_streams(args.output / "streams.jsonl", warm, runs, sending))
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     _print_summary(level_blocks, roof, args.percentiles, args.workload)
-    failed = sum(lv["summary"]["errors"] for lv in level_blocks)
-    if failed:
-        first = next(m for lv in level_blocks for m in lv["summary"]["error_messages"])
-        print(f"{failed} measured request(s) failed; first error: {first}", file=sys.stderr)
-        return 3
-    return 0
+    return _report_failures(level_blocks)
 
 
 def _write_streams(path: Path, warm: list[Sent], runs: list[LevelRun], sending: Sending) -> Path:
