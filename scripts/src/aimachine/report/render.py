@@ -974,7 +974,7 @@ def _embed(name: str, e: dict[str, Any], report: dict[str, Any]) -> Section:
                         q(r.get("chance_recall_at_1")),
                         ", MRR ",
                         q(r.get("chance_mrr")),
-                        "; recall@5 ",
+                        "; the right function among the top five: ",
                         q(r.get("recall_at_5")),
                         ". Sanity check (",
                         t(r["sanity_rule"], "quality/retrieval.py"),
