@@ -1,5 +1,9 @@
 """aimachine-quality: HumanEval, MBPP and the practical scenarios against an OpenAI-compatible endpoint.
 
+Per served model of another role (issue #16.6): `--suites infill` (an autocomplete model fills
+masked spans of HumanEval's canonical solutions, scored in the sandbox; streamed latencies) and
+`--suites retrieval` (an embeddings model ranks HumanEval's functions for their docstrings).
+
 Without a model (``--solutions canonical`` or ``wrong``) the same pipeline scores the data sets'
 reference solutions or deliberately wrong ones: the harness proving itself.
 """
@@ -16,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aimachine import __version__
+from aimachine.bench.workloads import FimTokens
 from aimachine.quality.client import Endpoint, EndpointError, read_api_key
 from aimachine.quality.datasets import (
     DatasetError,
@@ -27,7 +32,9 @@ from aimachine.quality.datasets import (
     load_mbpp,
 )
 from aimachine.quality.execution import Executor
+from aimachine.quality.infill import DEFAULT_MAX_TOKENS, InfillRunner, InfillSettings
 from aimachine.quality.report import build_summary, plot, render_text, write_samples
+from aimachine.quality.retrieval import DEFAULT_BATCH, run_retrieval
 from aimachine.quality.runner import SOLUTIONS, Runner, RunSettings, SuiteRun
 from aimachine.quality.sandbox import (
     DEFAULT_GID,
@@ -40,7 +47,11 @@ from aimachine.quality.sandbox import (
 )
 from aimachine.quality.scenarios import ScenarioError, load_scenarios
 
-SUITES = ("humaneval", "mbpp", "scenarios")
+SUITES = ("humaneval", "mbpp", "scenarios", "infill", "retrieval")
+# A chat model's suites; infill (autocomplete) and retrieval (embed) only when asked for.
+DEFAULT_SUITES = ("humaneval", "mbpp", "scenarios")
+# Suites whose code runs in the sandbox (retrieval runs none).
+EXECUTING = {"humaneval", "mbpp", "scenarios", "infill"}
 
 
 def _positive_int(text: str) -> int:
@@ -94,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     what = parser.add_argument_group("what to run")
     what.add_argument(
-        "--suites", type=_suites, default=list(SUITES), help="comma list of humaneval,mbpp,scenarios"
+        "--suites",
+        type=_suites,
+        default=list(DEFAULT_SUITES),
+        help="comma list of humaneval,mbpp,scenarios (default) or infill (an autocomplete model), "
+        "retrieval (an embeddings model)",
     )
     what.add_argument("--limit", type=_positive_int, help="first N problems of each benchmark")
     what.add_argument("--task-ids", help="comma list of task ids (HumanEval/0, Mbpp/11)")
@@ -132,6 +147,37 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-tokens", type=_positive_int, default=1024)
     gen.add_argument("--seed", type=int, default=0, help="request seed of sample i is seed+i")
     gen.add_argument("--concurrency", type=_positive_int, default=8, help="parallel requests")
+
+    defaults = FimTokens()
+    fim = parser.add_argument_group("infill (autocomplete model)")
+    fim.add_argument("--fim-prefix", default=defaults.prefix, help="prefix marker (default %(default)s)")
+    fim.add_argument("--fim-suffix", default=defaults.suffix, help="suffix marker (default %(default)s)")
+    fim.add_argument("--fim-middle", default=defaults.middle, help="middle marker (default %(default)s)")
+    fim.add_argument(
+        "--fim-stop",
+        nargs="+",
+        default=[],
+        help="the model's stop strings (the catalog's fim.stop); a blank line always stops a fill",
+    )
+    fim.add_argument(
+        "--infill-max-tokens",
+        type=_positive_int,
+        default=DEFAULT_MAX_TOKENS,
+        help="max_tokens of a fill (default %(default)s)",
+    )
+    fim.add_argument(
+        "--infill-concurrency",
+        type=_positive_int,
+        default=1,
+        help="parallel fill requests (default 1: the latencies of one typing user)",
+    )
+    emb = parser.add_argument_group("retrieval (embeddings model)")
+    emb.add_argument(
+        "--embed-batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH,
+        help="texts per /v1/embeddings request (default %(default)s)",
+    )
 
     box = parser.add_argument_group("sandbox")
     box.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 2, help="parallel executions")
@@ -180,8 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_problems(args: argparse.Namespace) -> dict[str, list[Problem]]:
     ids = {t.strip() for t in args.task_ids.split(",")} if args.task_ids else None
     loaded: dict[str, list[Problem]] = {}
-    if "humaneval" in args.suites:
-        loaded["humaneval"] = list(iter_suite(load_humaneval(), args.limit, ids))
+    for suite in ("humaneval", "infill", "retrieval"):
+        if suite in args.suites:
+            # infill and retrieval are built from HumanEval (the same --limit / --task-ids).
+            loaded[suite] = list(iter_suite(load_humaneval(), args.limit, ids))
     if "mbpp" in args.suites:
         path = args.mbpp_path or fetch_mbpp(args.cache_dir, args.mbpp_split)
         loaded["mbpp"] = list(iter_suite(load_mbpp(path, args.mbpp_split), args.limit, ids))
@@ -198,18 +246,22 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.solutions == "origin" and args.suites != ["scenarios"]:
         raise SystemExit("aimachine-quality: error: --solutions origin exists for --suites scenarios only")
+    if "retrieval" in args.suites and args.solutions != "model":
+        raise SystemExit("aimachine-quality: error: --suites retrieval needs a model (--solutions model)")
     if args.judge and "scenarios" not in args.suites:
         raise SystemExit("aimachine-quality: error: --judge scores scenarios: include them in --suites")
 
 
-async def _run(args: argparse.Namespace, executor: Executor) -> tuple[list[SuiteRun], dict[str, object]]:
-    endpoint = judge_endpoint = None
+async def _run(
+    args: argparse.Namespace, executor: Executor | None
+) -> tuple[list[SuiteRun], dict[str, object]]:
+    endpoint = judge_endpoint = infill = None
     model = args.solutions
+    key = None
     try:
         if args.solutions == "model":
-            endpoint = Endpoint(
-                args.base_url, args.model, read_api_key(args.api_key_file), args.request_timeout
-            )
+            key = read_api_key(args.api_key_file)
+            endpoint = Endpoint(args.base_url, args.model, key, args.request_timeout)
             model = await endpoint.resolve_model()
         if args.judge:
             key_file = args.judge_api_key_file
@@ -234,13 +286,37 @@ async def _run(args: argparse.Namespace, executor: Executor) -> tuple[list[Suite
             judge=args.judge,
             judge_max_tokens=args.judge_max_tokens,
         )
-        runner = Runner(settings, executor, endpoint, judge_endpoint, progress=not args.quiet)
+        runner = Runner(settings, executor, endpoint, judge_endpoint, progress=not args.quiet)  # type: ignore[arg-type]
         problems = _load_problems(args)
         scenarios = load_scenarios(args.scenarios_dir) if "scenarios" in args.suites else []
         runs = []
         for suite in args.suites:
             if suite == "scenarios":
                 runs.append(await runner.run_scenarios(scenarios))
+            elif suite == "infill":
+                assert executor is not None
+                infill = InfillRunner(
+                    _infill_settings(args),
+                    executor,
+                    root=endpoint.root if endpoint else None,
+                    model=endpoint.model if endpoint else None,
+                    api_key=key,
+                    timeout_s=args.request_timeout,
+                    progress=not args.quiet,
+                )
+                runs.append(await infill.run(problems[suite]))
+            elif suite == "retrieval":
+                assert endpoint is not None
+                runs.append(
+                    await run_retrieval(
+                        problems[suite],
+                        root=endpoint.root,
+                        model=endpoint.model,
+                        api_key=key,
+                        batch=args.embed_batch_size,
+                        timeout_s=args.request_timeout,
+                    )
+                )
             else:
                 runs.append(await runner.run_problems(suite, problems[suite]))
         meta: dict[str, object] = {
@@ -255,9 +331,21 @@ async def _run(args: argparse.Namespace, executor: Executor) -> tuple[list[Suite
         }
         return runs, meta
     finally:
-        for client in (endpoint, judge_endpoint):
+        for client in (endpoint, judge_endpoint, infill):
             if client is not None:
                 await client.aclose()
+
+
+def _infill_settings(args: argparse.Namespace) -> InfillSettings:
+    return InfillSettings(
+        solutions=args.solutions,
+        seed=args.seed,
+        max_tokens=args.infill_max_tokens,
+        temperature=args.temperature,
+        concurrency=args.infill_concurrency,
+        tokens=FimTokens(args.fim_prefix, args.fim_suffix, args.fim_middle),
+        stop=tuple(args.fim_stop),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,29 +361,33 @@ def main(argv: list[str] | None = None) -> int:
         nproc=args.nproc,
         fsize_bytes=args.fsize_mb * MIB,
     )
-    try:
-        sandbox = Sandbox.open(
-            Settings(
-                limits=limits,
-                workers=args.workers,
-                uid_base=args.sandbox_uid_base,
-                gid=args.sandbox_gid,
-                python=args.sandbox_python,
-                allow_weak=args.allow_weak_sandbox,
+    sandbox = executor = None
+    if EXECUTING & set(args.suites):
+        try:
+            sandbox = Sandbox.open(
+                Settings(
+                    limits=limits,
+                    workers=args.workers,
+                    uid_base=args.sandbox_uid_base,
+                    gid=args.sandbox_gid,
+                    python=args.sandbox_python,
+                    allow_weak=args.allow_weak_sandbox,
+                )
             )
-        )
-    except (SandboxError, ValueError) as error:
-        print(f"aimachine-quality: sandbox: {error}", file=sys.stderr)
-        return 1
-    executor = Executor(sandbox)
+        except (SandboxError, ValueError) as error:
+            print(f"aimachine-quality: sandbox: {error}", file=sys.stderr)
+            return 1
+        executor = Executor(sandbox)
     try:
         runs, meta = asyncio.run(_run(args, executor))
     except (EndpointError, DatasetError, ScenarioError) as error:
         print(f"aimachine-quality: {error}", file=sys.stderr)
         return 1
     finally:
-        executor.close()
-        sandbox.close()
+        if executor is not None:
+            executor.close()
+        if sandbox is not None:
+            sandbox.close()
     wall = time.monotonic() - start
     meta["started_at"] = started
     meta["settings"] = {
@@ -312,8 +404,20 @@ def main(argv: list[str] | None = None) -> int:
         "task_ids": args.task_ids,
         "mbpp_split": args.mbpp_split if "mbpp" in args.suites else None,
         "limits": limits.__dict__,
-        "sandbox": sandbox.isolation.as_dict(),
+        # None: no suite ran code (retrieval only).
+        "sandbox": sandbox.isolation.as_dict() if sandbox else None,
     }
+    if "infill" in args.suites:
+        infill = _infill_settings(args)
+        meta["settings"]["infill"] = {  # type: ignore[index]
+            "fim": infill.tokens.__dict__,
+            "stop": InfillRunner.stops_for(infill),
+            "max_tokens": infill.max_tokens,
+            "concurrency": infill.concurrency,
+            "seed": infill.seed,
+        }
+    if "retrieval" in args.suites:
+        meta["settings"]["retrieval"] = {"batch_size": args.embed_batch_size}  # type: ignore[index]
     summary = build_summary(runs, meta, args.k, wall)
     if args.output:
         # Files first: the console report may go to a closed pipe (| head).
@@ -325,9 +429,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_plot:
             plot(summary, args.output / "quality.png")
     print(render_text(summary, runs))
-    for note in sandbox.isolation.notes:
+    for note in sandbox.isolation.notes if sandbox else []:
         print(f"sandbox note: {note}", file=sys.stderr)
-    if not sandbox.isolation.full:
+    if sandbox is not None and not sandbox.isolation.full:
         missing = ", ".join(sandbox.isolation.missing)
         print(f"sandbox: PARTIAL ISOLATION (missing {missing}); the report flags it", file=sys.stderr)
     if args.output:

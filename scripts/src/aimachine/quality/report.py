@@ -6,8 +6,10 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from aimachine.quality.infill import latency_summary
 from aimachine.quality.passk import pass_at_k, standard_error
 from aimachine.quality.references import REFERENCES, references_for
+from aimachine.quality.retrieval import retrieval_summary
 from aimachine.quality.runner import SuiteRun
 
 SCHEMA_VERSION = 1
@@ -77,10 +79,19 @@ def scenarios_summary(run: SuiteRun) -> dict[str, object]:
     }
 
 
+def _summary(run: SuiteRun, ks: list[int]) -> dict[str, object]:
+    if run.suite == "retrieval":
+        return retrieval_summary(run)
+    summary = suite_summary(run, ks)
+    if run.suite == "infill":
+        summary.update(latency_summary(run))
+    return summary
+
+
 def build_summary(
     runs: list[SuiteRun], meta: dict[str, object], ks: list[int], wall_s: float
 ) -> dict[str, object]:
-    suites = {run.suite: suite_summary(run, ks) for run in runs if run.suite != "scenarios"}
+    suites = {run.suite: _summary(run, ks) for run in runs if run.suite != "scenarios"}
     summary: dict[str, object] = {"schema_version": SCHEMA_VERSION, **meta, "suites": suites}
     scenario_runs = [run for run in runs if run.suite == "scenarios"]
     summary["scenarios"] = scenarios_summary(scenario_runs[0]) if scenario_runs else None
@@ -98,7 +109,8 @@ def write_samples(path: Path, runs: list[SuiteRun]) -> None:
 def render_text(summary: dict[str, object], runs: list[SuiteRun]) -> str:
     lines = [f"model: {summary.get('model')}  endpoint: {summary.get('endpoint')}"]
     lines[0] += f"  solutions: {summary.get('solutions')}"
-    suites: dict[str, dict[str, object]] = summary["suites"]  # type: ignore[assignment]
+    every: dict[str, dict[str, object]] = summary["suites"]  # type: ignore[assignment]
+    suites = {name: s for name, s in every.items() if "pass@1" in s}
     if suites:
         lines += ["", "| suite | problems | pass@1 | ± SE | other | wall s |", "|---|---|---|---|---|---|"]
         for name, s in suites.items():
@@ -111,6 +123,24 @@ def render_text(summary: dict[str, object], runs: list[SuiteRun]) -> str:
             refs = "; ".join(f"{r['model']} {r['percent']}% ({r['source']})" for r in s["references"])  # type: ignore[union-attr]
             if refs:
                 lines.append(f"published {name}: {refs}")
+        for name, s in suites.items():
+            if s.get("ttft_ms"):
+                ttft, total = s["ttft_ms"], s["total_ms"] or {}  # type: ignore[assignment]
+                lines.append(
+                    f"{name} latency (streamed): TTFT p50 {ttft['p50']} ms, p99 {ttft['p99']} ms; "  # type: ignore[index]
+                    f"total p50 {total.get('p50')} ms, p99 {total.get('p99')} ms"  # type: ignore[union-attr]
+                )
+    r = every.get("retrieval")
+    if r:
+        e = r.get("embeddings") or {}
+        chance = r["chance"]
+        lines += [
+            "",
+            f"retrieval: {r['queries']} queries, recall@1 {100 * r['recall@1']:.1f}% "  # type: ignore[operator]
+            f"(chance {100 * chance['recall@1']:.1f}%), recall@5 {100 * r['recall@5']:.1f}%, "  # type: ignore[index,operator]
+            f"MRR {r['mrr']:.3f} (chance {chance['mrr']:.3f}); sanity {r['sanity']['rule']}: "  # type: ignore[index]
+            f"{'passed' if r['sanity']['passed'] else 'FAILED'}; {e.get('texts_per_s')} texts/s",  # type: ignore[index,union-attr]
+        ]
     for run in runs:
         if run.suite != "scenarios":
             continue
@@ -145,7 +175,8 @@ def plot(summary: dict[str, object], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    suites: dict[str, dict[str, object]] = summary["suites"]  # type: ignore[assignment]
+    every: dict[str, dict[str, object]] = summary["suites"]  # type: ignore[assignment]
+    suites = {name: s for name, s in every.items() if "pass@1" in s}
     scenarios = summary.get("scenarios")
     panels = (1 if suites else 0) + (1 if scenarios else 0)
     if panels == 0:

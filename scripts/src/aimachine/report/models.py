@@ -111,6 +111,11 @@ def autocomplete_section(
             "problems": rec(n, "", digits=0, measured=what),
             "pass_at_1": rec(None if p is None else 100 * p, "%", measured=what),
             "stderr": rec(None if se is None else 100 * se, "pts", measured=f"{what}: binomial SE"),
+            # The suite's own requests, streamed one at a time (quality/infill.py).
+            "ttft_p50_ms": rec(_stat(infill, ("ttft_ms",), "p50"), "ms", measured=f"{what}: TTFT p50"),
+            "ttft_p99_ms": rec(_stat(infill, ("ttft_ms",), "p99"), "ms", measured=f"{what}: TTFT p99"),
+            "total_p50_ms": rec(_stat(infill, ("total_ms",), "p50"), "ms", measured=f"{what}: total p50"),
+            "total_p99_ms": rec(_stat(infill, ("total_ms",), "p99"), "ms", measured=f"{what}: total p99"),
         }
         section["result"] = {
             "label": f"infill pass@1 ({n} spans)",
@@ -172,11 +177,28 @@ def embed_section(
         n = int(retrieval.get("queries") or retrieval.get("problems") or 0)
         se = math.sqrt(r1 * (1 - r1) / n) if r1 is not None and n else None
         what = f"models/{model['name']}/quality retrieval ({n} queries)"
+        r5 = retrieval.get("recall@5")
+        chance = retrieval.get("chance") or {}
+        sanity = retrieval.get("sanity") or {}
         section["retrieval"] = {
             "queries": rec(n, "", digits=0, measured=what),
             "recall_at_1": rec(None if r1 is None else 100 * r1, "%", measured=what),
+            "recall_at_5": rec(None if r5 is None else 100 * r5, "%", measured=what),
             "mrr": rec(mrr, "", digits=3, measured=what),
             "stderr": rec(None if se is None else 100 * se, "pts", measured=f"{what}: binomial SE"),
+            "chance_recall_at_1": rec(
+                None if chance.get("recall@1") is None else 100 * chance["recall@1"],
+                "%",
+                measured=f"{what}: 1 / documents",
+            ),
+            "chance_mrr": rec(chance.get("mrr"), "", digits=3, measured=f"{what}: a random ranking"),
+            "texts_per_s": rec(
+                (retrieval.get("embeddings") or {}).get("texts_per_s"),
+                "texts/s",
+                measured=f"{what}: queries and documents embedded one request at a time",
+            ),
+            "sanity_rule": sanity.get("rule"),
+            "sanity_passed": sanity.get("passed"),
         }
         section["result"] = {
             "label": f"retrieval recall@1 ({n} queries)",

@@ -885,6 +885,22 @@ def _autocomplete(name: str, a: dict[str, Any], report: dict[str, Any]) -> Secti
                 ]
             )
         )
+        if (i.get("ttft_p50_ms") or {}).get("value") is not None:
+            blocks.append(
+                Para(
+                    [
+                        "The infill requests, streamed one at a time: TTFT p50 ",
+                        q(i["ttft_p50_ms"]),
+                        ", p99 ",
+                        q(i["ttft_p99_ms"]),
+                        "; total p50 ",
+                        q(i["total_p50_ms"]),
+                        ", p99 ",
+                        q(i["total_p99_ms"]),
+                        ".",
+                    ]
+                )
+            )
     else:
         blocks.append(
             Para(
@@ -949,6 +965,27 @@ def _embed(name: str, e: dict[str, Any], report: dict[str, Any]) -> Section:
                 ]
             )
         )
+        if r.get("sanity_rule"):
+            verdict = "passed" if r.get("sanity_passed") else "FAILED"
+            blocks.append(
+                Para(
+                    [
+                        "Chance: recall@1 ",
+                        q(r.get("chance_recall_at_1")),
+                        ", MRR ",
+                        q(r.get("chance_mrr")),
+                        "; the right function among the top five: ",
+                        q(r.get("recall_at_5")),
+                        ". Sanity check (",
+                        t(r["sanity_rule"], "quality/retrieval.py"),
+                        "): ",
+                        t(verdict, "summary.json"),
+                        "; ",
+                        q(r.get("texts_per_s")),
+                        " embedded.",
+                    ]
+                )
+            )
     else:
         blocks.append(
             Para(
