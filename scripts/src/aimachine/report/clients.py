@@ -217,8 +217,10 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
         if ca_file
         else ""
     )
+    # Each role's model and where it answers (one URL through the door; each engine's without).
     role_names = "".join(
         f"export AIMACHINE_{role.upper()}_MODEL={shlex.quote(m['name'])}\n"
+        f"export AIMACHINE_{role.upper()}_BASE_URL={shlex.quote(m['base_url'])}\n"
         for role in ("chat", "autocomplete", "embed", "rerank")
         if (m := _by_role(models, role))
     )
