@@ -10,8 +10,10 @@ checked, and that the CPU engine does not answer that path.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -31,6 +34,12 @@ from aimachine.tinymodel import generate
 from conftest import free_port
 
 DATA = Path(__file__).parent / "data" / "report"
+REPO = Path(__file__).resolve().parents[2]
+# The front door's real templates and router in a private nginx (its routing test's harness), and
+# the molecule test that sends each client file's request through the deployed door.
+ROUTING = REPO / "tests/unit/test_frontdoor_routing.py"
+MOLECULE_TEST = REPO / "molecule/default/tests/test_clients.py"
+NJS = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 EMBED_SERVER = Path(__file__).resolve().parents[2] / "roles/llm_server/files/embeddings_server.py"
 EMBED_NAME = "tiny-embed"
 # The tiny models' context (aimachine.tinymodel: 4,096 positions for chat and autocomplete), what the
@@ -300,6 +309,107 @@ def test_claude_code_env_names_the_chat_model_on_the_servers_root(engines, clien
     # The CPU engine has no Anthropic Messages API (vLLM has; the GPU run checks it: docs/clients.md).
     body = {"model": env["ANTHROPIC_MODEL"], "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
     assert httpx.post(f"{env['ANTHROPIC_BASE_URL']}/v1/messages", json=body, timeout=30).status_code == 404
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(
+    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()) or not NJS.exists(),
+    reason="needs nginx and libnginx-mod-http-js (scripts/bootstrap-host.sh installs them)",
+)
+def test_the_molecule_test_passes_through_a_real_front_door(engines, tmp_path):
+    """molecule/default/tests/test_clients.py, run here: the role's door (TLS, the key, routing by
+    model) in front of the three real engines, the files as the report writes them, the controller's
+    secrets directory and report layout as the molecule scenario has them."""
+    spec = importlib.util.spec_from_file_location("frontdoor_routing", ROUTING)
+    routing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(routing)
+    routing.PLAYBOOK = (
+        shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or routing.PLAYBOOK
+    )
+    out = tmp_path / "door"
+    out.mkdir()
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=aimachine test CA",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(out / "server.key"),
+            "-out",
+            str(out / "server.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    upstreams = [
+        {
+            "name": m["name"],
+            "port": urlsplit(m["base_url"]).port,
+            "role": m["role"],
+            "max_model_len": m["max_model_len"],
+        }
+        for m in engines["models"]
+    ]
+    routing._render(out, {"routed": {"llm_frontdoor_port": port, "llm_frontdoor_upstreams": upstreams}})
+    door = routing.Door(out, "routed", port)
+    try:
+        ephemeral = tmp_path / "ephemeral"
+        secrets = ephemeral / "secrets" / "local"  # testinfra's local:// host is named "local"
+        secrets.mkdir(parents=True)
+        (secrets / "api_key").write_text(routing.CLIENT_KEY + "\n")
+        shutil.copy(out / "server.crt", secrets / "frontdoor-ca.crt")
+        meta = json.loads((DATA / "meta.json").read_text())
+        meta["models"] = engines["models"]
+        meta["clients"] = {
+            "base_url": f"https://127.0.0.1:{port}/v1",
+            "model": engines["models"][0]["name"],
+            "key_env": "AIMACHINE_API_KEY",
+            "key_file": str(secrets / "api_key"),
+            "via": "front door",
+            "ca_file": str(secrets / "frontdoor-ca.crt"),
+        }
+        latest = ephemeral / "reports" / "local" / "latest"
+        cli.render(latest, meta, DATA / "run1" / "bench", DATA / "run1" / "quality", config={}, history=[])
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(MOLECULE_TEST),
+                "--hosts=local://",
+                "-q",
+                "-rA",
+                "-p",
+                "no:cacheprovider",
+            ],
+            env={**os.environ, "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral)},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        door.stop()
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "\n6 passed in " in done.stdout and "skipped" not in done.stdout, done.stdout[-3000:]
+    # Every request went through the door, with the key (its log names the key, never shows it).
+    log = (out / "access.log").read_text()
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models"):
+        assert f'key=default "POST {path}' in log or f'key=default "GET {path}' in log, path
+    assert routing.CLIENT_KEY not in log
 
 
 # --- the files themselves ------------------------------------------------------------------------

@@ -75,7 +75,10 @@ def test_report_is_complete_and_labelled(fetched):
         assert f"]({name})" in text, name
     html = (fetched / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") >= 4 and '<section class="summary">' in html
-    for name in ("aider.conf.yml", "cline-settings.json", "continue-config.yaml", "openai-env.sh"):
+    # Each client's files (aimachine.report.clients; test_clients.py sends their requests).
+    for name in (".aider.conf.yml", ".aider.model.settings.yml", ".aider.model.metadata.json",
+                 "codex-config.toml", "claude-code-env.sh", "cline-settings.json",
+                 "continue-config.yaml", "openai-env.sh"):  # fmt: skip
         assert (fetched / "clients" / name).exists(), name
 
 
