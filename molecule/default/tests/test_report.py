@@ -232,7 +232,7 @@ def test_every_client_file_works_on_the_controller(host, fetched, tmp_path):
     key = Path(key_file).read_text().strip()
     cont = yaml.safe_load((clients / "continue-config.yaml").read_text())["models"][0]
     cline = json.loads((clients / "cline-settings.json").read_text())
-    aider = yaml.safe_load((clients / "aider.conf.yml").read_text())
+    aider = yaml.safe_load((clients / ".aider.conf.yml").read_text())
     for base_url, model in (
         (cont["apiBase"], cont["model"]),
         (cline["openAiBaseUrl"], cline["openAiModelId"]),
