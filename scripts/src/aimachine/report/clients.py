@@ -30,8 +30,8 @@ FILES = {
     "the key from Continue's secret {key_env} (~/.continue/.env)",
     ".aider.conf.yml": "Aider (.aider.conf.yml in the repository or home): the chat model; "
     "the key from OPENAI_API_KEY (`. openai-env.sh`)",
-    ".aider.model.settings.yml": "Aider's settings for the served chat model (edit format, no streaming "
-    "surprises); .aider.conf.yml names it",
+    ".aider.model.settings.yml": "Aider's settings for the served chat model (edit format, weak and editor "
+    "model); .aider.conf.yml names it",
     ".aider.model.metadata.json": "Aider's context window and cost for the served chat model; "
     ".aider.conf.yml names it",
     "codex-config.toml": "OpenAI Codex CLI (~/.codex/config.toml): provider aimachine, "
