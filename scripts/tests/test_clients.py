@@ -497,8 +497,17 @@ def test_without_a_door_each_model_keeps_its_engines_url():
     assert [m["base_url"] for m in models] == [m["base_url"] for m in BUNDLE]
 
 
-def test_the_chat_model_comes_first_and_is_required():
+def test_the_chat_model_comes_first():
     order = served_models({"base_url": "http://h/v1", "model": "x", "models": BUNDLE[::-1]})
     assert [m["role"] for m in order] == ["chat", "embed", "autocomplete"]
-    with pytest.raises(ValueError, match="no chat model"):
-        served_models({"base_url": "http://h/v1", "model": "x", "models": BUNDLE[1:]})
+
+
+def test_without_a_chat_model_only_the_files_that_need_none(tmp_path):
+    """A deployment of only an embedder (the primary model is then the first entry)."""
+    info = write_clients(tmp_path / "c", _endpoint(tmp_path, model="embedder", models=BUNDLE[2:]))
+    assert sorted(info["files"]) == ["continue-config.yaml", "openai-env.sh"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(info["files"])
+    config = yaml.safe_load((tmp_path / "c" / "continue-config.yaml").read_text())
+    assert [(m["model"], m["roles"]) for m in config["models"]] == [("embedder", ["embed"])]
+    env = _source(tmp_path / "c" / "openai-env.sh")
+    assert env["AIMACHINE_EMBED_MODEL"] == "embedder" and "AIMACHINE_CHAT_MODEL" not in env

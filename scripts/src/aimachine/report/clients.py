@@ -68,8 +68,6 @@ def served_models(endpoint: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     out.sort(key=lambda m: m["role"] != "chat")  # stable: the primary chat model stays first
-    if not out or out[0]["role"] != "chat":
-        raise ValueError(f"no chat model among the served models: {[m['name'] for m in out]}")
     return out
 
 
@@ -117,7 +115,7 @@ def _toml_str(value: str) -> str:
 def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
     """Write the client files into out/; return what the report says about them.
 
-    `endpoint` has base_url (…/v1), model (the chat model), key_env, key_file, via, ca_file and
+    `endpoint` has base_url (…/v1), model (the primary model), key_env, key_file, via, ca_file and
     optionally models (vm_llm_aimachine_deployed.models).
     """
     base_url, model = str(endpoint["base_url"]).rstrip("/"), str(endpoint["model"])
@@ -125,7 +123,10 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
     key_file = endpoint.get("key_file")
     ca_file = endpoint.get("ca_file") or None
     models = served_models(endpoint)
-    chat = models[0]
+    # Aider, Codex, Cline and Claude Code need a chat model; a deployment without one (e.g. only
+    # an embedder) gets Continue's file and openai-env.sh.
+    chat = _by_role(models, "chat")
+    primary = chat or models[0]
     out.mkdir(parents=True, exist_ok=True)
     where_key = f"read from {key_file} when used" if key_file else f"from ${key_env}"
     header = f"# aimachine endpoint {base_url}; the key is not in this file ({key_env}, {where_key}).\n"
@@ -138,77 +139,96 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
         encoding="utf-8",
     )
 
-    # Aider: litellm's openai/ prefix sends the name after it to an OpenAI-compatible server.
-    aider_name = f"openai/{chat['name']}"
-    aider = {
-        "openai-api-base": chat["base_url"],
-        "model": aider_name,
-        "weak-model": aider_name,
-        "editor-model": aider_name,
-        "model-settings-file": ".aider.model.settings.yml",
-        "model-metadata-file": ".aider.model.metadata.json",
-        "show-model-warnings": False,
-    }
-    (out / ".aider.conf.yml").write_text(
-        header
-        + "# Aider reads the key from OPENAI_API_KEY and the CA from SSL_CERT_FILE (`. openai-env.sh`).\n"
-        + yaml.safe_dump(aider, sort_keys=False),
-        encoding="utf-8",
-    )
-    settings = [
-        {
-            "name": aider_name,
-            "edit_format": "diff",
-            "weak_model_name": aider_name,
-            "editor_model_name": aider_name,
-            "use_repo_map": True,
-            "examples_as_sys_msg": True,
-        }
-    ]
-    (out / ".aider.model.settings.yml").write_text(
-        header + yaml.safe_dump(settings, sort_keys=False), encoding="utf-8"
-    )
-    context = chat["max_model_len"] or None
-    metadata = {
-        aider_name: {
-            "max_input_tokens": context,
-            "max_output_tokens": min(AIDER_MAX_OUTPUT, context // 2) if context else AIDER_MAX_OUTPUT,
-            "max_tokens": context,
-            "input_cost_per_token": 0.0,
-            "output_cost_per_token": 0.0,
-            "litellm_provider": "openai",
-            "mode": "chat",
-        }
-    }
-    (out / ".aider.model.metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-
-    # Codex CLI: a provider of its own ("openai" is reserved), the Responses API.
-    codex = (
-        header
-        + f"# Codex reads the key from ${key_env} (env_key; `. openai-env.sh` sets it from the key file).\n"
-        + f"model = {_toml_str(chat['name'])}\n"
-        + 'model_provider = "aimachine"\n'
-        + "\n[model_providers.aimachine]\n"
-        + 'name = "aimachine"\n'
-        + f"base_url = {_toml_str(chat['base_url'])}\n"
-        + f"env_key = {_toml_str(key_env)}\n"
-        + 'wire_api = "responses"\n'
-    )
-    (out / "codex-config.toml").write_text(codex, encoding="utf-8")
-
-    cline = {
-        "apiProvider": "openai",
-        "openAiBaseUrl": chat["base_url"],
-        "openAiModelId": chat["name"],
-        "openAiApiKey": f"<the key from {key_file or '$' + key_env}>",
-    }
-    (out / "cline-settings.json").write_text(json.dumps(cline, indent=2) + "\n", encoding="utf-8")
-
     read_key = (
         f'"$(head -n1 {shlex.quote(str(key_file))})"'
         if key_file
         else f'"${{{key_env}:?set {key_env} first}}"'
     )
+    if chat is not None:
+        # Aider: litellm's openai/ prefix sends the name after it to an OpenAI-compatible server.
+        aider_name = f"openai/{chat['name']}"
+        aider = {
+            "openai-api-base": chat["base_url"],
+            "model": aider_name,
+            "weak-model": aider_name,
+            "editor-model": aider_name,
+            "model-settings-file": ".aider.model.settings.yml",
+            "model-metadata-file": ".aider.model.metadata.json",
+            "show-model-warnings": False,
+        }
+        (out / ".aider.conf.yml").write_text(
+            header
+            + "# Aider reads the key from OPENAI_API_KEY and the CA from SSL_CERT_FILE (`. openai-env.sh`).\n"
+            + yaml.safe_dump(aider, sort_keys=False),
+            encoding="utf-8",
+        )
+        settings = [
+            {
+                "name": aider_name,
+                "edit_format": "diff",
+                "weak_model_name": aider_name,
+                "editor_model_name": aider_name,
+                "use_repo_map": True,
+                "examples_as_sys_msg": True,
+            }
+        ]
+        (out / ".aider.model.settings.yml").write_text(
+            header + yaml.safe_dump(settings, sort_keys=False), encoding="utf-8"
+        )
+        context = chat["max_model_len"] or None
+        metadata = {
+            aider_name: {
+                "max_input_tokens": context,
+                "max_output_tokens": min(AIDER_MAX_OUTPUT, context // 2) if context else AIDER_MAX_OUTPUT,
+                "max_tokens": context,
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 0.0,
+                "litellm_provider": "openai",
+                "mode": "chat",
+            }
+        }
+        (out / ".aider.model.metadata.json").write_text(
+            json.dumps(metadata, indent=2) + "\n", encoding="utf-8"
+        )
+
+        # Codex CLI: a provider of its own ("openai" is reserved), the Responses API.
+        codex = (
+            header
+            + f"# Codex reads the key from ${key_env} (env_key; `. openai-env.sh` sets it).\n"
+            + f"model = {_toml_str(chat['name'])}\n"
+            + 'model_provider = "aimachine"\n'
+            + "\n[model_providers.aimachine]\n"
+            + 'name = "aimachine"\n'
+            + f"base_url = {_toml_str(chat['base_url'])}\n"
+            + f"env_key = {_toml_str(key_env)}\n"
+            + 'wire_api = "responses"\n'
+        )
+        (out / "codex-config.toml").write_text(codex, encoding="utf-8")
+
+        cline = {
+            "apiProvider": "openai",
+            "openAiBaseUrl": chat["base_url"],
+            "openAiModelId": chat["name"],
+            "openAiApiKey": f"<the key from {key_file or '$' + key_env}>",
+        }
+        (out / "cline-settings.json").write_text(json.dumps(cline, indent=2) + "\n", encoding="utf-8")
+
+        # Claude Code: the Anthropic Messages API on the server root (it appends /v1/messages);
+        # ANTHROPIC_AUTH_TOKEN goes out as "Authorization: Bearer", what the front door checks.
+        root = chat["base_url"].removesuffix("/v1")
+        claude = (
+            header
+            + "# Claude Code needs vLLM's /v1/messages (the CPU engine does not serve it).\n"
+            + (f"export NODE_EXTRA_CA_CERTS={shlex.quote(str(ca_file))}\n" if ca_file else "")
+            + f"export ANTHROPIC_BASE_URL={shlex.quote(root)}\n"
+            + f"export ANTHROPIC_AUTH_TOKEN={read_key}\n"
+            + f"export ANTHROPIC_MODEL={shlex.quote(chat['name'])}\n"
+            + f"export ANTHROPIC_SMALL_FAST_MODEL={shlex.quote(chat['name'])}\n"
+            + f"export ANTHROPIC_DEFAULT_HAIKU_MODEL={shlex.quote(chat['name'])}\n"
+            + "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1\n"
+        )
+        (out / "claude-code-env.sh").write_text(claude, encoding="utf-8")
+
     # A front door with the appliance's own CA: clients must trust that CA (httpx, the OpenAI SDK
     # and Aider read SSL_CERT_FILE; Node, so Claude Code, reads NODE_EXTRA_CA_CERTS).
     trust = (
@@ -227,30 +247,14 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
     env = (
         header
         + trust
-        + f"export OPENAI_BASE_URL={shlex.quote(chat['base_url'])}\n"
-        + f"export OPENAI_API_BASE={shlex.quote(chat['base_url'])}\n"
-        + f"export OPENAI_MODEL={shlex.quote(chat['name'])}\n"
+        + f"export OPENAI_BASE_URL={shlex.quote(primary['base_url'])}\n"
+        + f"export OPENAI_API_BASE={shlex.quote(primary['base_url'])}\n"
+        + f"export OPENAI_MODEL={shlex.quote(primary['name'])}\n"
         + role_names
         + f"export {key_env}={read_key}\n"
         + f'export OPENAI_API_KEY="${key_env}"\n'
     )
     (out / "openai-env.sh").write_text(env, encoding="utf-8")
-
-    # Claude Code: the Anthropic Messages API on the server root (it appends /v1/messages);
-    # ANTHROPIC_AUTH_TOKEN goes out as "Authorization: Bearer", what the front door checks.
-    root = chat["base_url"].removesuffix("/v1")
-    claude = (
-        header
-        + "# Claude Code needs vLLM's /v1/messages (the CPU engine does not serve it).\n"
-        + (f"export NODE_EXTRA_CA_CERTS={shlex.quote(str(ca_file))}\n" if ca_file else "")
-        + f"export ANTHROPIC_BASE_URL={shlex.quote(root)}\n"
-        + f"export ANTHROPIC_AUTH_TOKEN={read_key}\n"
-        + f"export ANTHROPIC_MODEL={shlex.quote(chat['name'])}\n"
-        + f"export ANTHROPIC_SMALL_FAST_MODEL={shlex.quote(chat['name'])}\n"
-        + f"export ANTHROPIC_DEFAULT_HAIKU_MODEL={shlex.quote(chat['name'])}\n"
-        + "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1\n"
-    )
-    (out / "claude-code-env.sh").write_text(claude, encoding="utf-8")
 
     return {
         "base_url": base_url,
@@ -263,5 +267,6 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
         "files": {
             name: text.format(key_env=key_env, key_file=key_file or "$" + key_env)
             for name, text in FILES.items()
+            if (out / name).exists()
         },
     }
