@@ -2,8 +2,9 @@
 # Install and start what `make demo` and `make test` need on a fresh Debian 12 controller:
 # docker (molecule's containers), debootstrap (their images), and for the tests the libvirt
 # pieces (lab VM role), the headers libvirt-python builds against, and nginx with njs (the front
-# door's routing test runs its templates in a private nginx). Idempotent: installs only what is
-# missing and starts dockerd only when it is not answering.
+# door's routing test runs its templates in a private nginx), node and npm (Continue's config
+# schema package). Idempotent: installs only what is missing and starts dockerd only when it
+# is not answering.
 # Usage: scripts/bootstrap-host.sh [demo|test]
 set -euo pipefail
 purpose=${1:-test}
@@ -12,7 +13,10 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(docker.io debootstrap)
 if [ "$purpose" = test ]; then
   packages+=(libvirt-daemon libvirt-clients libxml2-utils qemu-utils genisoimage cloud-init
-             libvirt-dev pkg-config gcc nginx libnginx-mod-http-js bubblewrap)
+             libvirt-dev pkg-config gcc nginx libnginx-mod-http-js bubblewrap nodejs)
+  # npm runs Continue's schema package (scripts/tests/test_clients_schema.py); a nodejs that
+  # brings its own npm (NodeSource's) conflicts with Debian's npm package.
+  command -v npm >/dev/null || packages+=(npm)
 fi
 
 missing=()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aimachine.report import cli
 from aimachine.report.build import Inputs, binomial_stderr, build_report
+from aimachine.report.clients import FILES
 from aimachine.report.gates import GateError, evaluate_gates
 
 DATA = Path(__file__).parent / "data" / "report"
@@ -332,7 +333,7 @@ def test_client_configs_reference_the_key_and_never_contain_it(tmp_path):
         tmp_path / "out", meta, DATA / "run1" / "bench", DATA / "run1" / "quality", config={}, history=[]
     )
     files = sorted(p.name for p in (tmp_path / "out" / "clients").iterdir())
-    assert files == ["aider.conf.yml", "cline-settings.json", "continue-config.yaml", "openai-env.sh"]
+    assert files == sorted(FILES)  # aimachine.report.clients' files (tests: test_clients.py)
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file() and path.suffix != ".png":
             assert key not in path.read_text()

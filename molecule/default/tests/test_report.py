@@ -75,7 +75,10 @@ def test_report_is_complete_and_labelled(fetched):
         assert f"]({name})" in text, name
     html = (fetched / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") >= 4 and '<section class="summary">' in html
-    for name in ("aider.conf.yml", "cline-settings.json", "continue-config.yaml", "openai-env.sh"):
+    # Each client's files (aimachine.report.clients; test_clients.py sends their requests).
+    for name in (".aider.conf.yml", ".aider.model.settings.yml", ".aider.model.metadata.json",
+                 "codex-config.toml", "claude-code-env.sh", "cline-settings.json",
+                 "continue-config.yaml", "openai-env.sh"):  # fmt: skip
         assert (fetched / "clients" / name).exists(), name
 
 
@@ -229,7 +232,7 @@ def test_every_client_file_works_on_the_controller(host, fetched, tmp_path):
     key = Path(key_file).read_text().strip()
     cont = yaml.safe_load((clients / "continue-config.yaml").read_text())["models"][0]
     cline = json.loads((clients / "cline-settings.json").read_text())
-    aider = yaml.safe_load((clients / "aider.conf.yml").read_text())
+    aider = yaml.safe_load((clients / ".aider.conf.yml").read_text())
     for base_url, model in (
         (cont["apiBase"], cont["model"]),
         (cline["openAiBaseUrl"], cline["openAiModelId"]),

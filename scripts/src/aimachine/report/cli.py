@@ -99,7 +99,9 @@ def render(
     report = build_report(inputs, config, history, generated_at)
     output.mkdir(parents=True, exist_ok=True)
     if meta.get("clients"):
-        report["clients"] = write_clients(output / "clients", meta["clients"])
+        # Every served model (the published fact's `models`, in meta), each with its role.
+        clients = {"models": meta.get("models") or [], **meta["clients"]}
+        report["clients"] = write_clients(output / "clients", clients)
     report["plots"] = write_plots(report, output)
     (output / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     (output / "report.md").write_text(render_markdown(report), encoding="utf-8")
