@@ -197,13 +197,14 @@ def test_command_lines_per_served_model(tmp_path):
         "--fim-middle", "<|fim_middle|>", "--fim-stop", "\n\n", "--goodput", "ttft:300",
         "--num-requests", "16",
     ]  # fmt: skip
-    assert got["fim", "quality"]["argv"][-5:] == [
+    # The infill suite asks with the model's own FIM markers, as the bench does.
+    assert got["fim", "quality"]["argv"][-13:] == [
         str(out / "models/fim/quality"),
-        "--suites",
-        "infill",
-        "--limit",
-        "20",
-    ]
+        "--suites", "infill",
+        "--fim-prefix", "<|fim_prefix|>", "--fim-suffix", "<|fim_suffix|>",
+        "--fim-middle", "<|fim_middle|>", "--fim-stop", "\n\n",
+        "--limit", "20",
+    ]  # fmt: skip
     assert got["emb", "bench"]["argv"][-5:] == [
         str(out / "models/emb/bench"),
         "--workload",
