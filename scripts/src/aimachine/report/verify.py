@@ -275,7 +275,8 @@ def tool_commands(config: dict[str, Any], mode: str, out: Path, bin_dir: Path) -
         bench += ROLE_BENCH[model.role] + _fim_args(model) + _goodput(config, model.role)
         bench += [str(a) for a in role_settings.get("bench") or []]
         quality = [str(bin_dir / "aimachine-quality"), *common, "--quiet", "--output", str(where / "quality")]
-        quality += ROLE_QUALITY[model.role] + _fim_args(model) + [str(a) for a in role_settings.get("quality") or []]
+        quality += ROLE_QUALITY[model.role] + _fim_args(model)
+        quality += [str(a) for a in role_settings.get("quality") or []]
         for tool, argv in (("bench", bench), ("quality", quality)):
             commands.append(
                 {
