@@ -89,8 +89,7 @@ def _score_all(executor: Executor, answers: dict[str, str]) -> dict[str, object]
     scenarios = {s.id: s for s in load_scenarios()}
     with ThreadPoolExecutor(max_workers=len(answers)) as pool:
         futures = {
-            sid: pool.submit(score_answer, scenarios[sid], text, executor)
-            for sid, text in answers.items()
+            sid: pool.submit(score_answer, scenarios[sid], text, executor) for sid, text in answers.items()
         }
         return {sid: future.result() for sid, future in futures.items()}
 
