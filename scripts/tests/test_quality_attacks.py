@@ -462,21 +462,32 @@ except OSError as error:
 
 @pytest.mark.parametrize("caller_mode", ["user", "timer"])
 def test_host_ownership_without_the_namespaces(
-    caller_mode: str, world: dict[str, object], mode: str, problem: Problem, request: pytest.FixtureRequest
+    caller_mode: str, problem: Problem, request: pytest.FixtureRequest
 ) -> None:
     """The sandbox uid alone, with bubblewrap taken away (the key's path then visible): in timer mode
     the program runs as the account, with no capability left, and cannot read the verify user's key;
     in user mode (the contrast that shows the test can fail) it can."""
-    if mode != caller_mode:
-        pytest.skip("runs once per caller mode")
-    key = str(world["key_paths"][0])  # type: ignore[index]
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the harness as an unprivileged uid")
+    # A 0600 key of the harness's uid on a path every uid can reach (as /etc/aimachine/verify is
+    # for the verify user): only its owner may read it.
+    key_dir = Path(tempfile.mkdtemp(prefix="aimachine-owned-", dir="/var/tmp"))
+    key_dir.chmod(0o755)
+    secret = f"sk-aimachine-owned-{os.getpid()}"
+    key = str(key_dir / "api_key")
+    Path(key).write_text(secret + "\n")
+    Path(key).chmod(0o600)
+    os.chown(key, USER_UID, USER_UID)
     settings: dict[str, object] = {"bwrap": "", "allow_weak": True}
     if caller_mode == "timer":
         settings["user"] = request.getfixturevalue("account")
     code = OWNERSHIP.replace("__CALLER_UID__", str(USER_UID)).replace("__KEY_PATH__", repr(key))
-    data = run_as_caller(
-        caller_mode, {"problem": _problem_job(problem), "attacks": {"own": code}, "settings": settings}
-    )
+    try:
+        data = run_as_caller(
+            caller_mode, {"problem": _problem_job(problem), "attacks": {"own": code}, "settings": settings}
+        )
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
     result, iso = data["results"]["own"], data["isolation"]
     assert result["passed"], result
     out = str(result["stdout"])
@@ -488,7 +499,7 @@ def test_host_ownership_without_the_namespaces(
         for name in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
             assert f"'{name}': '0000000000000000'" in out, out
         assert "SETUID-REFUSED PermissionError" in out and "KEY-REFUSED PermissionError" in out, out
-        assert str(world["secret"]) not in out
+        assert secret not in out
     else:
         assert f"UIDS ({USER_UID}, {USER_UID}, {USER_UID})" in out, out
-        assert "KEY:" + str(world["secret"]) in out  # the caller's own key: what timer mode prevents
+        assert "KEY:" + secret in out  # the caller's own key: what timer mode prevents
