@@ -1,8 +1,10 @@
-"""Issue #17's attack classes, each against HumanEval/0, in root mode and in user mode.
+"""Issue #17's attack classes, each against HumanEval/0, in root mode, user mode and timer mode.
 
 Root mode is this test process (root on CI); user mode runs the same harness as an unprivileged
-uid through `setpriv`, with no new privileges and an empty capability bounding set, as the verify
-timer's unit runs it. Every attack is a "solution" that tries to pass
+uid through `setpriv`, with no new privileges and an empty capability bounding set; timer mode
+runs it as that uid holding only CAP_SETUID and CAP_SETGID (bounding and ambient), with
+``--sandbox-user`` naming an account made for the test, as the verify timer's unit runs it
+(roles/llm_verify). Every attack is a "solution" that tries to pass
 without solving, or to reach the host; each must fail or be contained, and what it tried to
 reach is checked from outside (System V IPC in /proc/sysvipc, the socket's accept queue, the key).
 Both modes need bubblewrap: without it the tests skip and say so.
@@ -28,6 +30,9 @@ from aimachine.quality.sandbox import GIB, Limits, Sandbox, SandboxError, Settin
 REPO = Path(__file__).resolve().parents[2]
 UID_BASE = 2_000_200_000 + (os.getpid() % 50_000) * 8
 USER_UID = 1000 + os.getpid() % 20_000 + 20_000
+# The timer's sandbox account: a fixed-style high uid, no home, nologin (as roles/llm_verify makes it).
+ACCOUNT = f"aimtest-sbx-{os.getpid() % 100_000}"
+ACCOUNT_UID = 2_100_000_000 + (os.getpid() % 50_000) * 8
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="the sandbox uses Linux namespaces"),
@@ -182,7 +187,8 @@ from aimachine.quality.execution import Executor
 from aimachine.quality.sandbox import Limits, Sandbox, Settings
 job = json.loads(sys.stdin.read())
 problem = types.SimpleNamespace(**job["problem"])
-box = Sandbox.open(Settings(limits=Limits(timeout_s=8, cpu_s=8), workers=1))
+settings = dict(limits=Limits(timeout_s=8, cpu_s=8), workers=2, **job["settings"])
+box = Sandbox.open(Settings(**settings))
 executor = Executor(box)
 out = {{"isolation": box.isolation.as_dict(), "results": {{}}}}
 for name, code in job["attacks"].items():
@@ -195,6 +201,67 @@ executor.close()
 box.close()
 print(json.dumps(out))
 """
+
+
+def harness_command(mode: str, script: str) -> list[str]:
+    """The harness as the verify unit runs it: user mode (no capability), timer mode (setuid/setgid)."""
+    caps = "-all" if mode == "user" else "-all,+setuid,+setgid"
+    command = [
+        "setpriv",
+        f"--reuid={USER_UID}",
+        f"--regid={USER_UID}",
+        "--clear-groups",
+        # As the verify unit runs it: NoNewPrivileges=yes, CapabilityBoundingSet= (user mode: empty;
+        # timer mode: CAP_SETUID CAP_SETGID, also its AmbientCapabilities).
+        "--no-new-privs",
+        f"--bounding-set={caps}",
+        f"--inh-caps={caps}",
+    ]
+    if mode == "timer":
+        command.append("--ambient-caps=+setuid,+setgid")
+    return [*command, "/usr/bin/python3", "-c", script]
+
+
+def run_as_caller(mode: str, job: dict[str, object]) -> dict[str, object]:
+    proc = subprocess.run(
+        harness_command(mode, USER_SCRIPT.format(src=str(REPO / "scripts" / "src"))),
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+    )
+    if "cannot isolate programs here" in proc.stderr:
+        pytest.skip(f"bubblewrap cannot run as an unprivileged user here: {proc.stderr[-300:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _problem_job(problem: Problem) -> dict[str, object]:
+    return {
+        "suite": problem.suite,
+        "task_id": problem.task_id,
+        "entry_point": problem.entry_point,
+        "context": problem.context,
+        "test": problem.test,
+        "canonical": problem.canonical,
+    }
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[str]:
+    """A sandbox account as the role makes it: own group, fixed high uid/gid, no home, nologin."""
+    if shutil.which("useradd") is None or shutil.which("groupadd") is None:
+        pytest.skip("timer mode needs useradd/groupadd to make the sandbox account")
+    subprocess.run(["groupadd", "-g", str(ACCOUNT_UID), ACCOUNT], check=True, capture_output=True)
+    ids = ["-u", str(ACCOUNT_UID), "-g", str(ACCOUNT_UID)]
+    useradd = ["useradd", "-M", "-N", *ids, "-d", "/nonexistent", "-s", "/usr/sbin/nologin", ACCOUNT]
+    subprocess.run(useradd, check=True, capture_output=True)
+    yield ACCOUNT
+    subprocess.run(["userdel", ACCOUNT], check=False, capture_output=True)
+    subprocess.run(["groupdel", ACCOUNT], check=False, capture_output=True)
 
 
 def _sysv() -> dict[str, list[str]]:
@@ -210,12 +277,12 @@ def problem() -> Problem:
     return next(p for p in load_humaneval() if p.task_id == "HumanEval/0")
 
 
-@pytest.fixture(scope="module", params=["root", "user"])
+@pytest.fixture(scope="module", params=["root", "user", "timer"])
 def mode(request: pytest.FixtureRequest) -> str:
     if os.geteuid() != 0:
-        pytest.skip("these tests run as root: root mode directly, user mode through setpriv")
-    if request.param == "user" and shutil.which("setpriv") is None:
-        pytest.skip("user mode needs setpriv (util-linux) to become an unprivileged uid")
+        pytest.skip("these tests run as root: root mode directly, user and timer mode through setpriv")
+    if request.param != "root" and shutil.which("setpriv") is None:
+        pytest.skip("user and timer mode need setpriv (util-linux) to become an unprivileged uid")
     return str(request.param)
 
 
@@ -266,7 +333,9 @@ def world(mode: str) -> Iterator[dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def outcome(mode: str, world: dict[str, object], problem: Problem) -> dict[str, object]:
+def outcome(
+    mode: str, world: dict[str, object], problem: Problem, request: pytest.FixtureRequest
+) -> dict[str, object]:
     codes = attacks(world["targets"], world["key_paths"])  # type: ignore[arg-type]
     before = _sysv()
     if mode == "root":
@@ -290,43 +359,8 @@ def outcome(mode: str, world: dict[str, object], problem: Problem) -> dict[str, 
         executor.close()
         box.close()
     else:
-        job = {
-            "problem": {
-                "suite": problem.suite,
-                "task_id": problem.task_id,
-                "entry_point": problem.entry_point,
-                "context": problem.context,
-                "test": problem.test,
-                "canonical": problem.canonical,
-            },
-            "attacks": codes,
-        }
-        proc = subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={USER_UID}",
-                f"--regid={USER_UID}",
-                "--clear-groups",
-                # As the verify unit runs it: NoNewPrivileges=yes, CapabilityBoundingSet= (empty).
-                "--no-new-privs",
-                "--bounding-set=-all",
-                "--inh-caps=-all",
-                "/usr/bin/python3",
-                "-c",
-                USER_SCRIPT.format(src=str(REPO / "scripts" / "src")),
-            ],
-            input=json.dumps(job),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            cwd="/",
-            env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
-        )
-        if "cannot isolate programs here" in proc.stderr:
-            pytest.skip(f"bubblewrap cannot run as an unprivileged user here: {proc.stderr[-300:]}")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        settings = {"user": request.getfixturevalue("account")} if mode == "timer" else {}
+        data = run_as_caller(mode, {"problem": _problem_job(problem), "attacks": codes, "settings": settings})
         results, isolation = data["results"], data["isolation"]
     return {"results": results, "isolation": isolation, "ipc_before": before, "ipc_after": _sysv()}
 
@@ -339,10 +373,12 @@ def test_isolation_recorded(outcome: dict[str, object], mode: str) -> None:
     iso = outcome["isolation"]
     assert iso["tool"].startswith("bubblewrap")  # type: ignore[index]
     assert set(iso["namespaces"]) == {"user", "mnt", "ipc", "pid", "net", "uts", "cgroup"}  # type: ignore[index]
-    assert iso["mode"] == mode and iso["root_fs"] == "minimal"  # type: ignore[index]
-    # User mode runs as the caller's uid (nothing of the caller's is visible): recorded as less than full.
-    assert iso["full"] is (mode == "root")  # type: ignore[index]
-    assert iso["host_uid"] == ("dedicated" if mode == "root" else "caller")  # type: ignore[index]
+    assert iso["mode"] == ("root" if mode == "root" else "user") and iso["root_fs"] == "minimal"  # type: ignore[index]
+    # User mode runs as the caller's uid (nothing of the caller's is visible): recorded as less than full;
+    # timer mode switches to the sandbox account: full.
+    assert iso["full"] is (mode != "user"), iso  # type: ignore[index]
+    assert iso["host_uid"] == ("caller" if mode == "user" else "dedicated")  # type: ignore[index]
+    assert iso["account"] == (ACCOUNT if mode == "timer" else "")  # type: ignore[index]
 
 
 def test_control_passes(outcome: dict[str, object]) -> None:
@@ -403,3 +439,67 @@ def test_key_file_is_unreadable(outcome: dict[str, object], world: dict[str, obj
     assert attack["passed"], attack
     assert str(world["secret"]) not in str(attack["stdout"]) + str(attack["stderr"])
     assert "FileNotFoundError" in str(attack["stdout"])  # not even visible
+
+
+OWNERSHIP = """
+import os
+def has_close_elements(numbers, threshold):
+    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1 :])
+print("UIDS", os.getresuid(), os.getresgid(), os.getgroups())
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Cap"))
+print("CAPS", {k: v.strip() for k, v in status.items()})
+try:
+    os.setuid(__CALLER_UID__)
+    print("SETUID-OK")
+except OSError as error:
+    print("SETUID-REFUSED", type(error).__name__)
+try:
+    print("KEY:" + open(__KEY_PATH__).read())
+except OSError as error:
+    print("KEY-REFUSED", type(error).__name__)
+"""
+
+
+@pytest.mark.parametrize("caller_mode", ["user", "timer"])
+def test_host_ownership_without_the_namespaces(
+    caller_mode: str, problem: Problem, request: pytest.FixtureRequest
+) -> None:
+    """The sandbox uid alone, with bubblewrap taken away (the key's path then visible): in timer mode
+    the program runs as the account, with no capability left, and cannot read the verify user's key;
+    in user mode (the contrast that shows the test can fail) it can."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the harness as an unprivileged uid")
+    # A 0600 key of the harness's uid on a path every uid can reach (as /etc/aimachine/verify is
+    # for the verify user): only its owner may read it.
+    key_dir = Path(tempfile.mkdtemp(prefix="aimachine-owned-", dir="/var/tmp"))
+    key_dir.chmod(0o755)
+    secret = f"sk-aimachine-owned-{os.getpid()}"
+    key = str(key_dir / "api_key")
+    Path(key).write_text(secret + "\n")
+    Path(key).chmod(0o600)
+    os.chown(key, USER_UID, USER_UID)
+    settings: dict[str, object] = {"bwrap": "", "allow_weak": True}
+    if caller_mode == "timer":
+        settings["user"] = request.getfixturevalue("account")
+    code = OWNERSHIP.replace("__CALLER_UID__", str(USER_UID)).replace("__KEY_PATH__", repr(key))
+    try:
+        data = run_as_caller(
+            caller_mode, {"problem": _problem_job(problem), "attacks": {"own": code}, "settings": settings}
+        )
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
+    result, iso = data["results"]["own"], data["isolation"]
+    assert result["passed"], result
+    out = str(result["stdout"])
+    assert iso["tool"] == "none" and not iso["full"]  # recorded as partial either way
+    if caller_mode == "timer":
+        # Slot 0 runs as the account's uid, slot 1 as the next one (unnamed); either way its group only.
+        assert any(f"UIDS ({u}, {u}, {u})" in out for u in (ACCOUNT_UID, ACCOUNT_UID + 1)), out
+        assert f"({ACCOUNT_UID}, {ACCOUNT_UID}, {ACCOUNT_UID}) []" in out, out  # its group, no others
+        for name in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+            assert f"'{name}': '0000000000000000'" in out, out
+        assert "SETUID-REFUSED PermissionError" in out and "KEY-REFUSED PermissionError" in out, out
+        assert secret not in out
+    else:
+        assert f"UIDS ({USER_UID}, {USER_UID}, {USER_UID})" in out, out
+        assert "KEY:" + secret in out  # the caller's own key: what timer mode prevents

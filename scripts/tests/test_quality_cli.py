@@ -78,3 +78,15 @@ def test_small_canonical_run_writes_every_output(tmp_path: Path, capsys: pytest.
     assert (tmp_path / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
     assert "| humaneval | 2 | 100.0% | 0.0 | - |" in out and "wall time:" in out
+
+
+def test_sandbox_user_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The verify unit names the sandbox account in AIMACHINE_SANDBOX_USER; a missing one is refused."""
+    monkeypatch.setenv("AIMACHINE_SANDBOX_USER", "aimachine-no-such-sandbox-user")
+    code = cli.main(
+        ["--solutions", "canonical", "--suites", "humaneval", "--task-ids", "HumanEval/0", "--quiet"]
+    )
+    assert code == 1
+    assert "sandbox user 'aimachine-no-such-sandbox-user' does not exist" in capsys.readouterr().err

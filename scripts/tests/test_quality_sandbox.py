@@ -405,7 +405,7 @@ def test_uid_with_running_processes_is_refused() -> None:
 def test_bwrap_command_has_every_protection(sandbox: Sandbox, tmp_path: Path) -> None:
     if not sandbox.isolation.bwrap:
         pytest.skip("bubblewrap is not usable here")
-    args = sandbox._bwrap_command(sandbox.isolation, tmp_path, 9, ["/usr/bin/python3"])
+    args = sandbox._bwrap_command(sandbox.isolation, [7, 8], 9, ["/usr/bin/python3"])
     for flag in ("--die-with-parent", "--new-session", "--clearenv", "--disable-userns"):
         assert flag in args
     assert {a for a in args if a.startswith("--unshare-")} == {
@@ -413,10 +413,10 @@ def test_bwrap_command_has_every_protection(sandbox: Sandbox, tmp_path: Path) ->
     }
     binds = [args[i + 1] for i, a in enumerate(args) if a in ("--bind", "--ro-bind", "--dev-bind")]
     assert "--bind" not in args and "--dev-bind" not in args  # nothing of the host is writable
-    assert not any(
-        b.startswith(("/etc", "/run", "/var", "/home", "/root", "/tmp", "/proc")) for b in binds[:-1]
-    )
-    assert binds[-1] == str(tmp_path)  # the run's own input directory, read-only
+    assert not any(b.startswith(("/etc", "/run", "/var", "/home", "/root", "/tmp", "/proc")) for b in binds)
+    # The program and its inputs are copies from memory files, read-only: no host path of the run's.
+    data = [args[i + 1 : i + 3] for i, a in enumerate(args) if a == "--ro-bind-data"]
+    assert data == [["7", "/sandbox/in/program.py"], ["8", "/sandbox/in/calls.jsonl"]]
 
 
 def test_unprivileged_user_gets_user_namespace_sandbox(tmp_path: Path) -> None:

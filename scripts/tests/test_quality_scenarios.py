@@ -55,6 +55,11 @@ criteria:
     concepts:
       - name: 9/5 factor
         patterns: ["9\\\\s*/\\\\s*5", "1\\\\.8"]
+reference_answer: |
+  ```python
+  def to_fahrenheit(celsius: float) -> float:
+      return celsius * 9 / 5 + 32
+  ```
 """
 
 
@@ -84,8 +89,7 @@ def _score_all(executor: Executor, answers: dict[str, str]) -> dict[str, object]
     scenarios = {s.id: s for s in load_scenarios()}
     with ThreadPoolExecutor(max_workers=len(answers)) as pool:
         futures = {
-            sid: pool.submit(score_answer, scenarios[sid], text, executor.run)
-            for sid, text in answers.items()
+            sid: pool.submit(score_answer, scenarios[sid], text, executor) for sid, text in answers.items()
         }
         return {sid: future.result() for sid, future in futures.items()}
 
@@ -130,7 +134,7 @@ def test_partial_credit_and_empty_answers(executor: Executor) -> None:
         "```python\ndef sum_even_numbers(numbers: list[int]) -> int:\n"
         "    return sum(abs(n) for n in numbers if n % 2 == 0)\n```"
     )
-    score = score_answer(scenario, answer, executor.run)
+    score = score_answer(scenario, answer, executor)
     assert {c.id: c.points for c in score.criteria} == {
         "correctness": 4.17,
         "type_hints": 2,
@@ -138,7 +142,7 @@ def test_partial_credit_and_empty_answers(executor: Executor) -> None:
         "idiom": 1,
     }
     assert score.criteria[0].evidence == "5/6 hidden tests pass (failed: AssertionError)"
-    empty = score_answer(scenario, "", executor.run)
+    empty = score_answer(scenario, "", executor)
     assert empty.points == 0
     assert all("no function 'sum_even_numbers'" in c.evidence for c in empty.criteria)
 
@@ -149,7 +153,7 @@ def test_concepts_count_prose_not_identifiers(executor: Executor) -> None:
         "```python\ndef longest_common_subsequence(a: str, b: str) -> str:\n"
         "    dp = 'linear O(m*n)'\n    return ''\n```"
     )
-    score = score_answer(scenario, code_only, executor.run)
+    score = score_answer(scenario, code_only, executor)
     by_id = {c.id: c.points for c in score.criteria}
     assert by_id["approach"] == 0 and by_id["complexity"] == 0
 
@@ -162,7 +166,7 @@ def test_adding_a_scenario_is_adding_a_file(tmp_path: Path, executor: Executor) 
         "Multiply by 9/5 and add 32.\n\n"
         "```python\ndef to_fahrenheit(celsius: float) -> float:\n    return celsius * 9 / 5 + 32\n```"
     )
-    score = score_answer(scenarios[-1], answer, executor.run)
+    score = score_answer(scenarios[-1], answer, executor)
     assert score.points == 5 and score.max_points == 5
 
 

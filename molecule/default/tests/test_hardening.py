@@ -12,6 +12,8 @@ check the unit the host must get: the full sandbox, or the one without seccomp a
 
 import json
 
+import pytest
+
 SERVICE = "aimachine-llm"
 ENV_FILE = "/etc/aimachine/aimachine-llm.env"
 STATE_DIR = "/var/lib/aimachine/server"
@@ -139,8 +141,21 @@ def test_service_accounts_are_no_account_of_the_containers_host(host):
     # The verification's account where its role ran (the resilience scenario leaves llm_verify out).
     if host.file("/etc/systemd/system/aimachine-verify.service").exists:
         accounts.append(("aimachine-verify", 2140000102))
+        accounts.append(("aimachine-sandbox", 2140100000))  # model-written programs: owns nothing
     for name, uid in accounts:
         user = host.user(name)
         assert user.uid == uid and user.gid == uid, (name, user.uid, user.gid)
         assert uid not in host_uids, f"{name}'s uid {uid} is an account of the controller"
     assert host.file(STATE_DIR).uid == 2140000101
+
+
+def test_sandbox_account_owns_nothing(host):
+    """Model-written programs run as aimachine-sandbox (docs/quality.md): no login, no home, no file."""
+    if not host.file("/etc/systemd/system/aimachine-verify.service").exists:
+        pytest.skip("llm_verify did not run in this scenario")
+    user = host.user("aimachine-sandbox")
+    assert user.shell == "/usr/sbin/nologin" and user.home == "/nonexistent", (user.shell, user.home)
+    assert user.groups == ["aimachine-sandbox"], user.groups
+    with host.sudo():
+        owned = host.check_output("find / -xdev \\( -uid 2140100000 -o -gid 2140100000 \\) -print -quit")
+    assert owned == "", owned

@@ -162,14 +162,19 @@ def test_timer_is_scheduled_and_its_service_hardened(host):
         line.split("=", 1)
         for line in host.check_output(
             "systemctl show aimachine-verify.service -p User -p NoNewPrivileges -p ProtectSystem "
-            "-p PrivateTmp -p ProtectHome -p ReadWritePaths -p CapabilityBoundingSet"
+            "-p PrivateTmp -p ProtectHome -p ReadWritePaths -p CapabilityBoundingSet -p AmbientCapabilities "
+            "-p PrivateMounts -p Environment"
         ).splitlines()
     )
     assert props["User"] == "aimachine-verify"
     assert props["NoNewPrivileges"] == "yes" and props["PrivateTmp"] == "yes"
     assert props["ProtectSystem"] == "strict" and props["ProtectHome"] == "yes"
     assert props["ReadWritePaths"] == STATE
-    assert props["CapabilityBoundingSet"] == ""
+    # Only what switching each program to the sandbox account needs (docs/quality.md).
+    assert props["CapabilityBoundingSet"] == "cap_setgid cap_setuid"
+    assert props["AmbientCapabilities"] == "cap_setgid cap_setuid"
+    assert props["PrivateMounts"] == "yes"
+    assert "AIMACHINE_SANDBOX_USER=aimachine-sandbox" in props["Environment"].split()
     unit = host.file("/etc/systemd/system/aimachine-verify.service").content_string
     assert "Ansible managed" in unit and "--mode full --force" in unit
 

@@ -13,6 +13,10 @@ one job on stdin. Only dataset code
   an unrecorded call, a missing answer or a value that is not plain data fails the sample, even
   if the tests catch the exception that reports it.
 
+* ``record_snippets`` / ``replay_snippets``: the same for a practical scenario's tests, one
+  verdict per test snippet (a setup snippet first, all in one namespace); large arguments go by
+  identity (`plain.Refs`): encoded once, in an objects line, ``{"r": n}`` in the calls.
+
 `random` is seeded the same way in both steps, so tests that draw random inputs (HumanEval/38,
 /50 ...) make the same calls; the reference's own use of `random` does not shift the tests' draws.
 """
@@ -167,6 +171,125 @@ def replay(job: dict) -> dict:
     return {"passed": True, "kind": None, "detail": None}
 
 
+def _dumps(value: object, refs: plain.Refs) -> str:
+    return plain.dumps(value, refs)
+
+
+def record_snippets(job: dict) -> dict:
+    namespace: dict = {"__name__": GLOBALS_NAME}
+    exec(compile(job["canonical"], "<reference>", "exec"), namespace)
+    reference = namespace[job["entry"]]
+    refs = plain.Refs()
+    calls: list[list[str]] = []
+    depth = [0]
+
+    def recorder(*args: object, **kwargs: object) -> object:
+        if depth[0]:
+            return reference(*args, **kwargs)
+        calls[-1].append(_dumps([args, kwargs], refs))
+        depth[0] += 1
+        state = random.getstate()
+        try:
+            return reference(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+            random.setstate(state)
+
+    namespace[job["entry"]] = recorder
+    random.seed(SEED)
+    try:
+        exec(compile(job.get("setup") or "", "<setup>", "exec"), namespace)
+    except BaseException as error:
+        return {"ok": False, "error": f"the setup snippet fails: {type(error).__name__}: {error}"[:300]}
+    for number, source in enumerate(job["tests"], 1):
+        calls.append([])
+        try:
+            exec(compile(source, "<test>", "exec"), namespace)
+        except plain.NotPlain as error:
+            return {"ok": False, "error": f"test {number} passes arguments that are not plain data: {error}"}
+        except BaseException as error:
+            return {
+                "ok": False,
+                "error": f"reference fails test {number}: {type(error).__name__}: {error}"[:300],
+            }
+        if refs.changed():
+            return {
+                "ok": False,
+                "error": f"test {number} changes an argument passed by identity: pass a copy",
+            }
+    return {"ok": True, "error": None, "calls": calls, "objects": refs.encoded}
+
+
+def replay_snippets(job: dict) -> dict:
+    answers = {int(index): answer for index, answer in job["answers"]}
+    refs = plain.Refs(expected=job["objects"])
+    state: dict = {}
+    failures: list[ReplayFailure] = []
+
+    def fail(kind: str, detail: str) -> ReplayFailure:
+        failure = ReplayFailure(kind, detail)
+        failures.append(failure)
+        return failure
+
+    def replayed(*args: object, **kwargs: object) -> object:
+        try:
+            key = _dumps([args, kwargs], refs)
+        except plain.NotPlain as error:
+            raise fail("unrecorded_call", f"call the reference did not make: {error}") from None
+        indexes = state["table"].get(key)
+        if not indexes:
+            raise fail("unrecorded_call", f"the tests made a call the reference did not: {key[:120]}")
+        position = min(state["used"].get(key, 0), len(indexes) - 1)
+        state["used"][key] = position + 1
+        answer = answers.get(indexes[position])
+        if not isinstance(answer, dict):
+            raise fail("no_result", f"no answer from the candidate for call {indexes[position]}")
+        if "raise" in answer:
+            name = str(answer["raise"])[:80]
+            kind = _exception_type(name)
+            if kind is None:
+                raise RuntimeError(f"the candidate raised {name}")
+            raise kind(f"raised by the candidate ({name})")
+        try:
+            value = plain.decode(answer.get("value"))
+            if "args_after" in answer:
+                _apply_args_after(args, plain.decode(answer["args_after"], refs=refs.objects))
+        except plain.NotPlain as error:
+            raise fail("not_plain", f"the candidate returned {error}") from None
+        return value
+
+    namespace: dict = {"__name__": GLOBALS_NAME, job["entry"]: replayed}
+    random.seed(SEED)
+    exec(compile(job.get("setup") or "", "<setup>", "exec"), namespace)
+    results: list[dict | None] = []
+    offset = 0
+    for source, calls in zip(job["tests"], job["calls"], strict=True):
+        state["table"], state["used"] = {}, {}
+        for index, key in enumerate(calls, offset):
+            state["table"].setdefault(key, []).append(index)
+        offset += len(calls)
+        failures.clear()
+        try:
+            exec(compile(source, "<test>", "exec"), namespace)
+        except ReplayFailure as failure:
+            results.append({"kind": failure.kind, "detail": failure.detail})
+            continue
+        except BaseException as error:
+            results.append({"kind": "exception", "detail": f"{type(error).__name__}: {error}"[:300]})
+            continue
+        first = failures[0] if failures else None
+        results.append({"kind": first.kind, "detail": first.detail} if first else None)
+    return {"results": results}
+
+
+OPS = {
+    "record": record,
+    "replay": replay,
+    "record_snippets": record_snippets,
+    "replay_snippets": replay_snippets,
+}
+
+
 def _serve(timeout_s: int) -> None:
     """One job per line on stdin, each in a fresh forked child; one result line each on stdout.
 
@@ -185,7 +308,7 @@ def _serve(timeout_s: int) -> None:
             signal.alarm(timeout_s)
             try:
                 job = json.loads(line)
-                result = record(job) if job["op"] == "record" else replay(job)
+                result = OPS[job["op"]](job)
                 data = json.dumps(result).encode("utf-8")
             except BaseException as error:
                 data = json.dumps({"crashed": f"{type(error).__name__}: {error}"[:300]}).encode("utf-8")
@@ -212,7 +335,7 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     job = json.loads(sys.stdin.buffer.read())
-    result = record(job) if job["op"] == "record" else replay(job)
+    result = OPS[job["op"]](job)
     out.write(json.dumps(result))
     out.close()
     sys.stdout.flush()

@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     box.add_argument("--sandbox-gid", type=int, default=DEFAULT_GID)
     box.add_argument(
+        "--sandbox-user",
+        default=os.environ.get("AIMACHINE_SANDBOX_USER") or None,
+        help="an account that owns nothing: slot i runs as its uid+i and its group; needs root or"
+        " CAP_SETUID+CAP_SETGID (the verify timer: aimachine-sandbox; default $AIMACHINE_SANDBOX_USER)",
+    )
+    box.add_argument(
         "--allow-weak-sandbox",
         action="store_true",
         help="not root and no usable bubblewrap: run with limits only, as your uid (unsafe for hostile code)",
@@ -372,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                     gid=args.sandbox_gid,
                     python=args.sandbox_python,
                     allow_weak=args.allow_weak_sandbox,
+                    user=args.sandbox_user,
                 )
             )
         except (SandboxError, ValueError) as error:

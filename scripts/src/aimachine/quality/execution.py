@@ -12,12 +12,19 @@ For a benchmark problem (`Executor.check`):
    function that answers each call with the candidate's decoded value; that step's result is
    the verdict.
 
-`classify` and the marker remain for the scenario suite's hidden tests, which count points.
+A practical scenario's hidden tests (`Executor.check_snippets`) go the same way, one verdict per
+test snippet: the reference answer's calls are recorded per snippet, the candidate answers them
+all in one sandboxed run, the snippets are replayed on its answers. Large arguments (a list of a
+million items passed in 40,000 calls) are sent once and referred to by identity (`plain.Refs`).
+
+`classify` and the marker are kept for callers that still score by a printed marker; no suite of
+this package does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import queue
 import re
@@ -105,6 +112,23 @@ def classify(result: RunResult, marker: str) -> Verdict:
     if result.returncode == 0:
         return Verdict(False, "exited_early", "exit status 0 before the tests finished", duration)
     return Verdict(False, "exit", f"exit status {result.returncode}", duration)
+
+
+@dataclass(frozen=True)
+class SnippetVerdicts:
+    """Per test snippet: None (passed) or the failure's name (an exception type, "timeout" ...)."""
+
+    failures: list[str | None]
+    note: str  # why none could pass (no answers, the reference failing), else ""
+
+
+def _failure_name(outcome: dict[str, object]) -> str:
+    detail = str(outcome.get("detail") or "")
+    kind = str(outcome.get("kind") or "exception")
+    match = EXCEPTION_LINE.match(detail.split(" ", 1)[0].rstrip(":")) if detail else None
+    if kind in ("exception", "assertion", "recursion", "memory") and match:
+        return match.group("type")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -216,6 +240,7 @@ class Executor:
             self._slots.put(slot)
         self._pool = ThreadPoolExecutor(max_workers=sandbox.settings.workers, thread_name_prefix="sandbox")
         self._references: dict[tuple[str, str], Reference] = {}
+        self._snippet_references: dict[tuple[str, str], dict[str, object]] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
         self._trusted_timeout = sandbox.settings.limits.timeout_s * TRUSTED_TIMEOUT_FACTOR
@@ -316,6 +341,62 @@ class Executor:
                 "answers": answers,
             }
         )
+
+    def _snippet_reference(self, job: dict[str, object]) -> dict[str, object]:
+        key = ("snippets", hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest())
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._snippet_references:
+                try:
+                    result = self._run_trusted({"op": "record_snippets", **job})
+                except TrustedError as error:
+                    result = {"ok": False, "error": str(error)}
+                if result.get("timeout"):
+                    result = {"ok": False, "error": "the reference ran past the trusted step's time limit"}
+                self._snippet_references[key] = result
+            return self._snippet_references[key]
+
+    def check_snippets(
+        self, entry: str, reference: str, setup: str, tests: list[str], code: str
+    ) -> SnippetVerdicts:
+        """Verdicts on `code`'s `entry` for each test snippet, decided outside its process.
+
+        `reference` is the scenario's reference code: the snippets' calls are recorded against it
+        (once per run), `code` answers them in the sandbox, the snippets are replayed on its answers.
+        """
+        count = len(tests)
+        recorded = self._snippet_reference(
+            {"entry": entry, "canonical": reference, "setup": setup, "tests": tests}
+        )
+        if not recorded.get("ok"):
+            return SnippetVerdicts(["reference"] * count, f"reference: {recorded.get('error')}"[:300])
+        calls: list[list[str]] = recorded["calls"]  # type: ignore[assignment]
+        objects: list[str] = recorded["objects"]  # type: ignore[assignment]
+        lines = (['{"o":[' + ",".join(objects) + "]}"] if objects else []) + [c for per in calls for c in per]
+        program = "\n\n".join([code.rstrip(), plain.CANDIDATE_SOURCE, f"__aim_run({entry})"]) + "\n"
+        result = self.run(program, "\n".join(lines) + "\n")
+        answers = parse_answers(result.answers)
+        if result.setup_error:
+            return SnippetVerdicts(["sandbox"] * count, f"sandbox: {result.setup_error}")
+        if not answers and any(calls):
+            crash = _no_answers(result)
+            note = "timed out" if result.timed_out else (crash.error_detail or crash.error_kind or "")
+            return SnippetVerdicts([crash.error_kind or "exit"] * count, note[:160])
+        job = {"op": "replay_snippets", "entry": entry, "setup": setup, "tests": tests}
+        try:
+            replay = self._run_trusted({**job, "calls": calls, "objects": objects, "answers": answers})
+        except TrustedError as error:
+            return SnippetVerdicts(["trusted"] * count, str(error)[:160])
+        if replay.get("timeout"):
+            return SnippetVerdicts(["timeout"] * count, "the tests ran past the trusted step's time limit")
+        outcomes = replay.get("results")
+        if not isinstance(outcomes, list) or len(outcomes) != count:
+            return SnippetVerdicts(["trusted"] * count, "the replay gave no verdict per test")
+        failures = [None if o is None else _failure_name(o) for o in outcomes]
+        if result.timed_out and any(failures):
+            failures = [None if f is None else ("timeout" if f == "no_result" else f) for f in failures]
+        return SnippetVerdicts(failures, "")
 
     async def check_async(self, problem: Problem, solution: str) -> tuple[Verdict, RunResult | None]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.check, problem, solution)

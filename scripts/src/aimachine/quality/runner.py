@@ -222,7 +222,7 @@ class Runner:
             answer = scenario.origin_answer or ""
         else:
             answer = ""
-        score = await asyncio.to_thread(score_answer, scenario, answer, self.executor.run)
+        score = await asyncio.to_thread(score_answer, scenario, answer, self.executor)
         record.update(
             completion=answer,
             extracted_code=score.extraction.code if score.extraction else None,

@@ -11,7 +11,13 @@ Isolation comes from bubblewrap (``bwrap``, Debian's ``bubblewrap`` package, wha
   /tmp, /dev/shm and the work directory; no /proc, /etc, /run, /var, home or any host socket;
 * as root: each worker slot runs as its own unprivileged uid (``uid_base + slot``) that owns
   nothing on the host, with no supplementary groups, and bwrap runs unprivileged as that uid;
-  without root, bwrap maps the caller's uid (the host uid is the caller's: recorded as such);
+* with a sandbox account (``Settings.user``, ``--sandbox-user``, the verify timer's
+  ``aimachine-sandbox``): slot i runs as the account's uid + i and its group, as root or as a
+  caller holding only CAP_SETUID and CAP_SETGID (the verify unit's ambient capabilities);
+  ``setpriv`` switches uid, gid and groups and clears the inheritable and ambient capabilities
+  before bwrap starts, so the program keeps no capability and no uid that owns a host file;
+* otherwise, without root, bwrap maps the caller's uid (the host uid is the caller's: recorded as
+  such, and the run counts as partial isolation);
 * RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CORE=0 (set by
   ``_launcher.py`` before bwrap starts), a wall-clock timeout, a cap on captured output and a
   check afterwards that nothing it started is left running.
@@ -49,6 +55,9 @@ GIB = 1024 * MIB
 LAUNCHER = Path(__file__).with_name("_launcher.py")
 LAUNCHER_SOURCE = LAUNCHER.read_text(encoding="utf-8")
 PRLIMIT = shutil.which("prlimit") or ""
+SETPRIV = shutil.which("setpriv") or ""
+CAP_SETGID = 6
+CAP_SETUID = 7
 SETUP_FAILED = 125
 SETUP_PREFIX = "bwrap:"
 # Unused by Linux distributions and by systemd's dynamic and container ranges (systemd UIDS-GIDS.md).
@@ -125,6 +134,8 @@ class Settings:
     gid: int = DEFAULT_GID
     python: str | None = None
     allow_weak: bool = False
+    # A sandbox account (name): its uid is slot 0's (slot i: uid + i), its group the programs' gid.
+    user: str | None = None
     # Tests only: pretend bwrap is missing (the fallback path) or use another binary.
     bwrap: str | None = None
 
@@ -142,6 +153,7 @@ class Isolation:
     uids: tuple[int, ...]
     root_fs: str = "minimal"  # "minimal" (interpreter + stdlib, read-only) or "host" (no bwrap)
     notes: tuple[str, ...] = ()
+    account: str = ""  # the sandbox account whose uid the programs run as, if one was named
 
     @property
     def bwrap(self) -> bool:
@@ -266,6 +278,7 @@ class Sandbox:
         self._base_dir = base_dir
         self._binds: list[str] = []
         self._bwrap = ""
+        self._gid = settings.gid
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -276,16 +289,30 @@ class Sandbox:
         if not 0 <= settings.uid_base <= 2**32 - 2 - settings.workers or not 0 <= settings.gid < 2**32 - 1:
             raise ValueError("sandbox uid base / gid outside the 32-bit id range")
         root = os.geteuid() == 0
+        uid_base, gid, account = settings.uid_base, settings.gid, settings.user or ""
+        if account:
+            uid_base, gid = _account(account, settings.workers)
+            if not root and not can_switch_uid():
+                raise SandboxError(
+                    f"--sandbox-user {account}: switching to it needs root or CAP_SETUID and CAP_SETGID"
+                    " (the verify unit's AmbientCapabilities); this process has neither"
+                )
+            if not root and not SETPRIV:
+                raise SandboxError("--sandbox-user without root needs setpriv (util-linux)")
+        dedicated = root or bool(account)
         uids: tuple[int, ...] = ()
-        if root:
-            uids = tuple(settings.uid_base + slot for slot in range(settings.workers))
-            _check_uids_unused(uids)
+        if dedicated:
+            uids = tuple(uid_base + slot for slot in range(settings.workers))
+            _check_uids_unused(uids[1:] if account else uids)
+            _check_uids_idle(uids[:1] if account else ())
         base_dir = Path(tempfile.mkdtemp(prefix="aimachine-sandbox-"))
         # Sandbox users must traverse (not list) the base to reach their own work directory.
         base_dir.chmod(0o711)
         mode = "root" if root else "user"
-        host_uid = "dedicated" if root else "caller"
-        box = cls(settings, Isolation(mode, "none", (), host_uid, "", "", uids, "host"), base_dir)
+        host_uid = "dedicated" if dedicated else "caller"
+        iso = Isolation(mode, "none", (), host_uid, "", "", uids, "host", account=account)
+        box = cls(settings, iso, base_dir)
+        box._gid = gid
         try:
             box.isolation = box._probe(mode, host_uid, uids)
         except BaseException:
@@ -295,6 +322,7 @@ class Sandbox:
 
     def _probe(self, mode: str, host_uid: str, uids: tuple[int, ...]) -> Isolation:
         notes: list[str] = []
+        account = self.isolation.account
         python, info = self._interpreter(notes)
         version = str(info["version"])
         binary = self.settings.bwrap if self.settings.bwrap is not None else (shutil.which("bwrap") or "")
@@ -304,14 +332,16 @@ class Sandbox:
             self._binds = _bind_args(info)
             tool = f"bubblewrap {tool_version}"
             wanted = list(NAMESPACES)
-            ok, detail = self._try(Isolation(mode, tool, tuple(wanted), host_uid, python, version, uids))
+            ok, detail = self._try(
+                Isolation(mode, tool, tuple(wanted), host_uid, python, version, uids, account=account)
+            )
             if not ok:
                 notes.append(f"all namespaces together failed: {detail}")
                 # Without a user namespace an unprivileged bwrap can do nothing; the others may be optional.
                 for name in ("cgroup", "uts", "ipc", "net", "pid"):
                     trial = [n for n in wanted if n != name]
                     ok, detail = self._try(
-                        Isolation(mode, tool, tuple(trial), host_uid, python, version, uids)
+                        Isolation(mode, tool, tuple(trial), host_uid, python, version, uids, account=account)
                     )
                     if ok:
                         notes.append(f"{name} namespace unavailable")
@@ -319,14 +349,23 @@ class Sandbox:
                         break
             if ok:
                 return Isolation(
-                    mode, tool, tuple(wanted), host_uid, python, version, uids, "minimal", tuple(notes)
+                    mode,
+                    tool,
+                    tuple(wanted),
+                    host_uid,
+                    python,
+                    version,
+                    uids,
+                    "minimal",
+                    tuple(notes),
+                    account,
                 )
             notes.append(f"bubblewrap cannot create namespaces here: {detail}")
         else:
             notes.append("bubblewrap (bwrap) not found: install the bubblewrap package")
         self._bwrap = ""
-        weak = Isolation(mode, "none", (), host_uid, python, version, uids, "host", tuple(notes))
-        if mode == "user" and not self.settings.allow_weak:
+        weak = Isolation(mode, "none", (), host_uid, python, version, uids, "host", tuple(notes), account)
+        if host_uid == "caller" and not self.settings.allow_weak:
             raise SandboxError(
                 "cannot isolate programs here: not root and bubblewrap cannot run ("
                 + "; ".join(notes)
@@ -386,23 +425,19 @@ class Sandbox:
         source = program.encode("utf-8")
         if len(source) > limits.max_program_bytes:
             return RunResult(None, False, 0.0, "", "", setup_error="program too large")
-        root_mode = iso.mode == "root"
-        uid = iso.uids[slot] if root_mode else os.getuid()
-        gid = self.settings.gid if root_mode else os.getgid()
-        rundir = Path(tempfile.mkdtemp(prefix=f"slot{slot}-", dir=self._base_dir))
-        (rundir / PROGRAM_NAME).write_bytes(source)
-        (rundir / INPUT_NAME).write_text(inputs, encoding="utf-8")
-        for path in (rundir / PROGRAM_NAME, rundir / INPUT_NAME):
-            path.chmod(0o400 if iso.bwrap else 0o600)
-        if root_mode:
-            for path in (rundir, rundir / PROGRAM_NAME, rundir / INPUT_NAME):
-                os.chown(path, uid, gid)
-        rundir.chmod(0o700)
+        dedicated = iso.host_uid == "dedicated"
+        uid = iso.uids[slot] if dedicated else os.getuid()
+        gid = self._gid if dedicated else os.getgid()
+        rundir: Path | None = None
+        data_fds: list[int] = []
         # Inherited fds keep their numbers through the launcher and bwrap: the program gets the
         # answer pipe's number as its second argument.
         answer_read, answer_write = os.pipe()
         info_read, info_write = os.pipe()
         if iso.bwrap:
+            # The program and its inputs go in as memory files that bwrap copies into the sandbox:
+            # nothing on the host needs to be readable by (or chowned to) the sandbox's uid.
+            data_fds = [_memfd("program", source), _memfd("inputs", inputs.encode("utf-8"))]
             inner = [
                 iso.python,
                 "-I",
@@ -411,8 +446,9 @@ class Sandbox:
                 f"{INPUT_DIR}/{INPUT_NAME}",
                 str(answer_write),
             ]
-            command = self._bwrap_command(iso, rundir, info_write, inner)
+            command = self._bwrap_command(iso, data_fds, info_write, inner)
         else:
+            rundir = self._weak_rundir(slot, source, inputs, (uid, gid) if dedicated else None)
             command = [
                 iso.python,
                 "-I",
@@ -424,7 +460,7 @@ class Sandbox:
         limits_values = (
             limits.memory_bytes,
             limits.cpu_s,
-            self._nproc_limit(root_mode),
+            self._nproc_limit(dedicated),
             limits.fsize_bytes,
             limits.nofile,
         )
@@ -455,6 +491,12 @@ class Sandbox:
                 *command,
             ]
         env = {**SAMPLE_ENV, "HOME": WORKDIR if iso.bwrap else str(rundir), "TMPDIR": "/tmp"}
+        switch: dict[str, object] = {}
+        if dedicated:
+            if SETPRIV:
+                launcher = [*_switch_prefix(uid, gid), *launcher]
+            else:  # root without util-linux's setpriv: the kernel drops root's capabilities on setuid
+                switch = {"user": uid, "group": gid, "extra_groups": []}
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -462,25 +504,48 @@ class Sandbox:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(answer_write, info_write),
+                pass_fds=(answer_write, info_write, *data_fds),
                 start_new_session=True,
                 cwd="/" if iso.bwrap else str(rundir),
                 env=env,
-                **({"user": uid, "group": gid, "extra_groups": []} if root_mode else {}),  # type: ignore[arg-type]
+                **switch,  # type: ignore[arg-type]
             )
         finally:
-            os.close(answer_write)
-            os.close(info_write)
+            for fd in (answer_write, info_write, *data_fds):
+                os.close(fd)
         try:
             result = self._supervise(proc, answer_read, info_read, start)
         finally:
             os.close(answer_read)
             os.close(info_read)
-            shutil.rmtree(rundir, ignore_errors=True)
-        result.leftover_pids = self._clean_up(uid, gid, root_mode, result)
+            if rundir is not None:
+                shutil.rmtree(rundir, ignore_errors=True)
+        result.leftover_pids = self._clean_up(uid, gid, dedicated, result)
         return result
 
-    def _bwrap_command(self, iso: Isolation, rundir: Path, info_fd: int, inner: list[str]) -> list[str]:
+    def _weak_rundir(self, slot: int, source: bytes, inputs: str, owner: tuple[int, int] | None) -> Path:
+        """Without bwrap the program reads its files from the host: a private directory of its uid's."""
+        rundir = Path(tempfile.mkdtemp(prefix=f"slot{slot}-", dir=self._base_dir))
+        (rundir / PROGRAM_NAME).write_bytes(source)
+        (rundir / INPUT_NAME).write_text(inputs, encoding="utf-8")
+        for path in (rundir / PROGRAM_NAME, rundir / INPUT_NAME):
+            path.chmod(0o600)
+        if owner is not None:
+            try:
+                for path in (rundir, rundir / PROGRAM_NAME, rundir / INPUT_NAME):
+                    os.chown(path, *owner)
+            except PermissionError:
+                # CAP_SETUID without CAP_CHOWN: readable by all, in a directory only its path reaches.
+                for path in (rundir / PROGRAM_NAME, rundir / INPUT_NAME):
+                    path.chmod(0o444)
+                rundir.chmod(0o711)
+                return rundir
+        rundir.chmod(0o700)
+        return rundir
+
+    def _bwrap_command(
+        self, iso: Isolation, data_fds: list[int], info_fd: int, inner: list[str]
+    ) -> list[str]:
         size = str(self.settings.limits.tmpfs_bytes)
         args = [self._bwrap]
         args += [f"--unshare-{name}" for name in iso.namespaces if name != "mnt"]
@@ -492,14 +557,17 @@ class Sandbox:
             args += ["--uid", str(INNER_UID), "--gid", str(INNER_GID), "--disable-userns"]
         args += self._binds
         args += ["--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/tmp"]
-        args += ["--size", size, "--tmpfs", WORKDIR, "--ro-bind", str(rundir), INPUT_DIR, "--chdir", WORKDIR]
+        program_fd, inputs_fd = data_fds
+        args += ["--size", size, "--tmpfs", WORKDIR, "--dir", INPUT_DIR]
+        args += ["--ro-bind-data", str(program_fd), f"{INPUT_DIR}/{PROGRAM_NAME}"]
+        args += ["--ro-bind-data", str(inputs_fd), f"{INPUT_DIR}/{INPUT_NAME}", "--chdir", WORKDIR]
         for name, value in {**SAMPLE_ENV, "HOME": WORKDIR, "TMPDIR": "/tmp"}.items():
             args += ["--setenv", name, value]
         args += ["--remount-ro", "/", "--", *inner]
         return args
 
-    def _nproc_limit(self, root_mode: bool) -> int:
-        if root_mode:
+    def _nproc_limit(self, dedicated: bool) -> int:
+        if dedicated:
             return self.settings.limits.nproc
         # RLIMIT_NPROC counts all processes of the real uid: leave room for what the caller already runs.
         return len(processes_of_uid(os.getuid())) + self.settings.limits.nproc * self.settings.workers
@@ -579,7 +647,7 @@ class Sandbox:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    def _clean_up(self, uid: int, gid: int, root_mode: bool, result: RunResult) -> list[int]:
+    def _clean_up(self, uid: int, gid: int, dedicated: bool, result: RunResult) -> list[int]:
         """Make sure nothing the program started still runs; returns pids that survived (should be none)."""
         deadline = time.monotonic() + 3.0
         inner = result.inner_pid
@@ -587,18 +655,17 @@ class Sandbox:
             # The kernel tears a pid namespace down shortly after its pid 1 is gone.
             while is_running(inner) and time.monotonic() < deadline:
                 time.sleep(0.01)
-        if not root_mode:
+        if not dedicated:
             return [inner] if inner is not None and is_running(inner) else []
         while True:
             survivors = [pid for pid in processes_of_uid(uid) if is_running(pid)]
             if not survivors or time.monotonic() > deadline:
                 break
             # The uid is ours alone (checked at start): kill(-1) as that uid hits only this program.
+            kill = [self.isolation.python, "-I", "-S", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"]
             subprocess.run(
-                [self.isolation.python, "-I", "-S", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
-                user=uid,
-                group=gid,
-                extra_groups=[],
+                [*_switch_prefix(uid, gid), *kill] if SETPRIV else kill,
+                **({} if SETPRIV else {"user": uid, "group": gid, "extra_groups": []}),  # type: ignore[arg-type]
                 env={"PATH": SAMPLE_ENV["PATH"]},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -680,6 +747,70 @@ def _python_candidates() -> list[str]:
         if path and os.path.exists(path) and path not in unique:
             unique.append(path)
     return unique
+
+
+def can_switch_uid() -> bool:
+    """Whether this process holds CAP_SETUID and CAP_SETGID in its effective set."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            line = next(x for x in handle if x.startswith("CapEff:"))
+    except (OSError, StopIteration):
+        return False
+    effective = int(line.split()[1], 16)
+    return all(effective >> cap & 1 for cap in (CAP_SETUID, CAP_SETGID))
+
+
+def _switch_prefix(uid: int, gid: int) -> list[str]:
+    """setpriv to `uid`/`gid` with no groups and no capability left to inherit or keep as ambient."""
+    return [
+        SETPRIV,
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--ambient-caps=-all",
+        "--pdeathsig=SIGKILL",
+        "--",
+    ]
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(f"aimachine-{name}", 0)  # not close-on-exec: bwrap reads it
+    try:
+        _write_all(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _account(name: str, workers: int) -> tuple[int, int]:
+    """The sandbox account's uid and gid; it must be nobody's own: not root, not the caller."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise SandboxError(f"sandbox user {name!r} does not exist (the llm_verify role creates it)") from None
+    if entry.pw_uid == 0 or entry.pw_uid == os.getuid() or entry.pw_gid == 0:
+        raise SandboxError(f"sandbox user {name!r} is root or this process's own user: it must own nothing")
+    if entry.pw_uid + workers > 2**32 - 2:
+        raise SandboxError(f"sandbox user {name!r}: uid + workers outside the 32-bit id range")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _check_uids_idle(uids: tuple[int, ...]) -> None:
+    for uid in uids:
+        running = [pid for pid in processes_of_uid(uid) if is_running(pid)]
+        if running:
+            raise SandboxError(
+                f"processes {running[:5]} already run as sandbox uid {uid} (another harness running?)"
+            )
 
 
 def _check_uids_unused(uids: tuple[int, ...]) -> None:

@@ -3,8 +3,12 @@
 A scenario is one YAML file: a prompt, the entry point the answer must define (code scenarios),
 and criteria with points. Criterion kinds:
 
-* ``tests``: hidden test snippets run in the sandbox against the extracted code; points in
-  proportion to the snippets that pass (an optional ``setup`` snippet runs first, not counted);
+* ``tests``: hidden test snippets; points in proportion to the snippets that pass (an optional
+  ``setup`` snippet runs first, not counted). The verdict is decided outside the answer's process,
+  as HumanEval's (`Executor.check_snippets`): the snippets' calls are recorded against the
+  scenario's ``reference_answer`` (required with such a criterion) in a trusted step, the answer's
+  code runs in the sandbox with only those calls' arguments and returns plain values, and the
+  snippets are replayed on those values outside it; nothing it prints counts;
 * ``type_hints``: every parameter and the return of the entry point are annotated;
 * ``docstring``: the entry point has a docstring (``min_words`` optional);
 * ``ast``: the entry point contains any of ``any_node``, none of ``no_node`` (ast class names),
@@ -20,18 +24,18 @@ Adding a scenario is adding a file to the package's ``scenario_data`` or to a di
 from __future__ import annotations
 
 import ast
-import json
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from aimachine.quality.execution import new_marker
 from aimachine.quality.extract import Extraction, extract_code, parse_quietly, prose
-from aimachine.quality.sandbox import RunResult
+
+if TYPE_CHECKING:
+    from aimachine.quality.execution import Executor
 
 BUILTIN_DIR = Path(__file__).with_name("scenario_data")
 KINDS = {"tests", "type_hints", "docstring", "ast", "concepts"}
@@ -201,6 +205,13 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(
             f"{where}: code criteria need an 'entry_point' (the function the answer must define)"
         )
+    reference = data.get("reference_answer")
+    tested = any(c.kind == "tests" for c in criteria)
+    if tested and (not isinstance(reference, str) or not _reference_code(reference, str(entry_point))):
+        raise ScenarioError(
+            f"{where}: a 'tests' criterion needs a 'reference_answer' that defines {entry_point!r}"
+            " (the tests' calls are recorded against it)"
+        )
     origin = data.get("origin", {})
     return Scenario(
         id=str(_require(data, "id", str, where)),
@@ -234,43 +245,19 @@ def load_scenarios(extra_dirs: list[Path] | None = None, include_builtin: bool =
 # -- scoring ----------------------------------------------------------------------------------------
 
 
-def tests_program(code: str, setup: str, tests: list[str], marker: str) -> str:
-    """Runs each snippet on its own: one failing test costs only its share of the points."""
-    return (
-        f"{code.rstrip()}\n\n"
-        "def _aimachine_run_tests():\n"
-        "    import json\n"
-        f"    exec(compile({setup!r}, '<setup>', 'exec'), globals())\n"
-        "    results = []\n"
-        f"    for source in {tests!r}:\n"
-        "        try:\n"
-        "            exec(compile(source, '<test>', 'exec'), globals())\n"
-        "            results.append(None)\n"
-        "        except BaseException as error:\n"
-        "            results.append(type(error).__name__)\n"
-        f"    print({chr(10) + marker!r} + json.dumps(results))\n\n"
-        "_aimachine_run_tests()\n"
-    )
+def _reference_code(reference: str, entry_point: str) -> str:
+    extraction = extract_code(reference, entry_point)
+    return extraction.code if extraction.entry_point_found else ""
 
 
-def _parse_test_results(result: RunResult, marker: str, count: int) -> tuple[list[bool], str]:
-    """Per-test outcomes and a note: the failing tests' exception types, or why none ran."""
-    for line in reversed(result.stdout.strip().splitlines()):
-        if line.startswith(marker):
-            try:
-                values = json.loads(line[len(marker) :])
-            except json.JSONDecodeError:
-                break
-            if isinstance(values, list) and len(values) == count:
-                failures = Counter(str(v) for v in values if v is not None)
-                note = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in failures.items())
-                return [v is None for v in values], (f"failed: {note}" if note else "")
-    if result.setup_error:
-        return [False] * count, f"sandbox: {result.setup_error}"
-    if result.timed_out:
-        return [False] * count, "timed out"
-    last = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
-    return [False] * count, last[0][:160]
+def _tests_evidence(failures: list[str | None], note: str) -> tuple[int, str]:
+    """Passed snippets and a note: the failing tests' exception types, or why none could pass."""
+    passed = sum(f is None for f in failures)
+    if note:
+        return passed, note
+    counts = Counter(f for f in failures if f is not None)
+    text = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in counts.items())
+    return passed, (f"failed: {text}" if text else "")
 
 
 def _entry_function(code: str, name: str | None) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
@@ -342,11 +329,8 @@ def _check_concepts(answer: str, concepts: list[dict[str, object]]) -> tuple[flo
     return share, "; ".join(evidence)
 
 
-RunProgram = Callable[[str], RunResult]
-
-
-def score_answer(scenario: Scenario, answer: str, run_program: RunProgram) -> ScenarioScore:
-    """Score one answer; `run_program` runs a test program in the sandbox (blocking)."""
+def score_answer(scenario: Scenario, answer: str, executor: Executor) -> ScenarioScore:
+    """Score one answer; `executor` decides the hidden tests' verdicts (blocking)."""
     extraction = extract_code(answer, scenario.entry_point) if scenario.entry_point else None
     code = extraction.code if extraction and extraction.entry_point_found else ""
     function = _entry_function(code, scenario.entry_point) if code else None
@@ -360,11 +344,12 @@ def score_answer(scenario: Scenario, answer: str, run_program: RunProgram) -> Sc
         elif function is None:
             evidence = f"no function {scenario.entry_point!r} found in the answer"
         elif criterion.kind == "tests":
-            tests = list(criterion.spec["tests"])  # type: ignore[call-overload]
-            marker = new_marker()
-            program = tests_program(code, str(criterion.spec.get("setup", "")), tests, marker)
-            results, error = _parse_test_results(run_program(program), marker, len(tests))
-            passed = sum(results)
+            tests = [str(t) for t in criterion.spec["tests"]]  # type: ignore[attr-defined]
+            reference = _reference_code(str(scenario.reference_answer or ""), str(scenario.entry_point))
+            verdicts = executor.check_snippets(
+                str(scenario.entry_point), reference, str(criterion.spec.get("setup", "")), tests, code
+            )
+            passed, error = _tests_evidence(verdicts.failures, verdicts.note)
             points = criterion.points * passed / len(tests)
             evidence = f"{passed}/{len(tests)} hidden tests pass" + (f" ({error})" if error else "")
         elif criterion.kind == "type_hints":
