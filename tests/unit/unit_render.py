@@ -52,6 +52,8 @@ UNITS: dict[str, tuple[str, str, dict]] = {
         "ray.service.j2",
         {"ray_cluster_gpu": True, "systemd_sandbox_facts": _NO_SECCOMP},
     ),
+    "verify": ("llm_verify", "aimachine-verify.service.j2", {}),
+    "verify-noseccomp": ("llm_verify", "aimachine-verify.service.j2", {"systemd_sandbox_facts": _NO_SECCOMP}),
     "frontdoor-firewall": ("llm_frontdoor", "aimachine-frontdoor-firewall.service.j2", {}),
     "frontdoor-nginx-hardening": ("llm_frontdoor", "nginx-hardening.conf.j2", {}),
 }

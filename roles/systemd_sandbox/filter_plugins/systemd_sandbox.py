@@ -52,6 +52,8 @@ def systemd_sandbox(
     devices: Iterable[str] | None = (),
     address_families: Iterable[str] = ("AF_UNIX", "AF_INET", "AF_INET6"),
     capabilities: Iterable[str] | None = (),
+    ambient_capabilities: Iterable[str] = (),
+    namespaces: bool = False,
     remove_ipc: bool = False,
     protect_proc: str = "",
     proc_subset: str = "",
@@ -69,7 +71,10 @@ def systemd_sandbox(
     devices: None writes no device settings; [] no device at all (PrivateDevices where filters
     apply, else the device cgroup closed); a list of DeviceAllow= values, "nvidia" for NVIDIA's.
     capabilities: None writes no capability settings (a root unit that keeps them); a list, the
-    bounding set (empty: none). ip_allow: None, no IP filter; else deny all but these.
+    bounding set (empty: none); ambient_capabilities, those the service's user keeps.
+    namespaces: the unit's programs create namespaces and mounts (a sandbox of their own, e.g.
+    bubblewrap), so no RestrictNamespaces and no @system-service filter (it lacks mount(2)).
+    ip_allow: None, no IP filter; else deny all but these.
     """
     facts = facts or {}
     filtered = _on(facts.get("seccomp", True)) if seccomp is None else _on(seccomp)
@@ -77,7 +82,7 @@ def systemd_sandbox(
     if capabilities is not None:
         lines += [
             f"CapabilityBoundingSet={' '.join(capabilities)}",
-            "AmbientCapabilities=",
+            f"AmbientCapabilities={' '.join(ambient_capabilities)}",
             "KeyringMode=private",
         ]
     if _on(remove_ipc):
@@ -106,10 +111,14 @@ def systemd_sandbox(
         lines.append("MemoryDenyWriteExecute=yes")
     if filtered:
         lines.append("# Enforced through seccomp filters; a refused system call fails with EPERM.")
-        lines += [*_FILTERED, f"RestrictAddressFamilies={' '.join(address_families)}"]
+        own_namespaces = _on(namespaces)
+        skip = ("RestrictNamespaces=yes", "SystemCallFilter=@system-service") if own_namespaces else ()
+        lines += [d for d in _FILTERED if d not in skip]
+        lines.append(f"RestrictAddressFamilies={' '.join(address_families)}")
         if system_call_deny:
             lines.append("SystemCallFilter=~" + " ".join(system_call_deny))
-        lines.append("SystemCallErrorNumber=EPERM")
+        if not own_namespaces or system_call_deny:
+            lines.append("SystemCallErrorNumber=EPERM")
     elif seccomp is None:
         lines += [
             "# Left out: the settings enforced through seccomp filters",
