@@ -282,30 +282,7 @@ def test_the_molecule_test_passes_through_a_real_front_door(engines, tmp_path):
     )
     out = tmp_path / "door"
     out.mkdir()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=aimachine test CA",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(out / "server.key"),
-            "-out",
-            str(out / "server.crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    routing.self_signed(out, "/CN=aimachine test CA", "-addext", "subjectAltName=IP:127.0.0.1")
     port = free_port()
     upstreams = [
         {
