@@ -10,10 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -233,3 +234,18 @@ def render_with_model(out: Path, name: str, role: str, quality_dir: Path) -> dic
     return render(
         out / "report", meta, quick / "bench", quick / "quality", config={}, history=[], models_dir=models
     )
+
+
+async def serve_app(app: Any, check: Callable[[str], Awaitable[Any]], ssl_context: Any = None) -> Any:
+    """Run the aiohttp `app` on a free 127.0.0.1 port for as long as `check(base_url)` takes; its result."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # aiohttp has no public getter for it
+    try:
+        return await check(f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
