@@ -25,61 +25,17 @@ from safetensors.torch import save_file
 
 GROUP = 128
 # Shapes as the catalog (roles/vm-llm-aimachine/vars/catalog.yml) records them from config.json.
+_COLUMNS = ("arch", "layers", "hidden", "inter", "heads", "kv", "hd", "vocab", "tie", "awq", "dtype")
 PRESETS: dict[str, dict] = {
-    "qwen2.5-7b-awq": dict(
-        arch="qwen2",
-        layers=28,
-        hidden=3584,
-        inter=18944,
-        heads=28,
-        kv=4,
-        hd=128,
-        vocab=152064,
-        tie=False,
-        awq=True,
-        dtype="float16",
-    ),
-    "qwen2.5-coder-1.5b": dict(
-        arch="qwen2",
-        layers=28,
-        hidden=1536,
-        inter=8960,
-        heads=12,
-        kv=2,
-        hd=128,
-        vocab=151936,
-        tie=True,
-        awq=False,
-        dtype="bfloat16",
-    ),
-    "qwen3-embedding-0.6b": dict(
-        arch="qwen3",
-        layers=28,
-        hidden=1024,
-        inter=3072,
-        heads=16,
-        kv=8,
-        hd=128,
-        vocab=151669,
-        tie=True,
-        awq=False,
-        dtype="bfloat16",
-        embed=True,
-    ),
-    "qwen2.5-14b-awq": dict(
-        arch="qwen2",
-        layers=48,
-        hidden=5120,
-        inter=13824,
-        heads=40,
-        kv=8,
-        hd=128,
-        vocab=152064,
-        tie=False,
-        awq=True,
-        dtype="float16",
-    ),
+    name: dict(zip(_COLUMNS, row, strict=True))
+    for name, row in {
+        "qwen2.5-7b-awq": ("qwen2", 28, 3584, 18944, 28, 4, 128, 152064, False, True, "float16"),
+        "qwen2.5-coder-1.5b": ("qwen2", 28, 1536, 8960, 12, 2, 128, 151936, True, False, "bfloat16"),
+        "qwen3-embedding-0.6b": ("qwen3", 28, 1024, 3072, 16, 8, 128, 151669, True, False, "bfloat16"),
+        "qwen2.5-14b-awq": ("qwen2", 48, 5120, 13824, 40, 8, 128, 152064, False, True, "float16"),
+    }.items()
 }
+PRESETS["qwen3-embedding-0.6b"]["embed"] = True  # no lm_head; eos is <|endoftext|>
 # The coder in 4-bit AWQ (GEMM, fp16 activations): the same shape, quantized.
 PRESETS["qwen2.5-coder-1.5b-awq"] = {**PRESETS["qwen2.5-coder-1.5b"], "awq": True, "dtype": "float16"}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -134,15 +90,17 @@ def write(preset: str, out_dir: Path, awq: bool | None = None) -> int:
     for layer in range(p["layers"]):
         pre = f"model.layers.{layer}"
         qkv_bias = p["arch"] == "qwen2"
-        _linear(
-            shard, pre + ".self_attn.q_proj", h, p["heads"] * hd, bias=qkv_bias, awq=p["awq"], dtype=dtype
-        )
-        _linear(shard, pre + ".self_attn.k_proj", h, p["kv"] * hd, bias=qkv_bias, awq=p["awq"], dtype=dtype)
-        _linear(shard, pre + ".self_attn.v_proj", h, p["kv"] * hd, bias=qkv_bias, awq=p["awq"], dtype=dtype)
-        _linear(shard, pre + ".self_attn.o_proj", p["heads"] * hd, h, bias=False, awq=p["awq"], dtype=dtype)
-        _linear(shard, pre + ".mlp.gate_proj", h, p["inter"], bias=False, awq=p["awq"], dtype=dtype)
-        _linear(shard, pre + ".mlp.up_proj", h, p["inter"], bias=False, awq=p["awq"], dtype=dtype)
-        _linear(shard, pre + ".mlp.down_proj", p["inter"], h, bias=False, awq=p["awq"], dtype=dtype)
+        q, kv, inter = p["heads"] * hd, p["kv"] * hd, p["inter"]
+        for proj, fin, fout, bias in (
+            ("self_attn.q_proj", h, q, qkv_bias),
+            ("self_attn.k_proj", h, kv, qkv_bias),
+            ("self_attn.v_proj", h, kv, qkv_bias),
+            ("self_attn.o_proj", q, h, False),
+            ("mlp.gate_proj", h, inter, False),
+            ("mlp.up_proj", h, inter, False),
+            ("mlp.down_proj", inter, h, False),
+        ):
+            _linear(shard, f"{pre}.{proj}", fin, fout, bias=bias, awq=p["awq"], dtype=dtype)
         shard[pre + ".input_layernorm.weight"] = torch.ones(h, dtype=dtype)
         shard[pre + ".post_attention_layernorm.weight"] = torch.ones(h, dtype=dtype)
         if p["arch"] == "qwen3":

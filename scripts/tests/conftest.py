@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,13 +65,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+def _wait_healthy(
+    proc: subprocess.Popen[bytes], base_url: str, log_path: Path, what: str = "transformers serve"
+) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     last_error = "no answer yet"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
-                f"transformers serve exited with code {proc.returncode} before becoming healthy; log:\n"
+                f"{what} exited with code {proc.returncode} before becoming healthy; log:\n"
                 + log_path.read_text(encoding="utf-8", errors="replace")[-6000:]
             )
         try:
@@ -80,9 +85,22 @@ def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) 
             last_error = repr(error)
         time.sleep(0.5)
     raise RuntimeError(
-        f"transformers serve not healthy at {base_url}/health after {STARTUP_TIMEOUT_S:.0f} s "
+        f"{what} not healthy at {base_url}/health after {STARTUP_TIMEOUT_S:.0f} s "
         f"(last: {last_error}); log:\n" + log_path.read_text(encoding="utf-8", errors="replace")[-6000:]
     )
+
+
+def _start(command: Sequence[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        # Own session: the whole group can be killed at teardown, nothing is left behind.
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
 
 
 @contextmanager
@@ -126,16 +144,7 @@ def serve_model(
         "0",
         *extra_args,
     ]
-    with log_path.open("wb") as log:
-        # Own session: the whole group can be killed at teardown, nothing is left behind.
-        proc = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+    proc = _start(command, log_path, env)
     try:
         _wait_healthy(proc, base_url, log_path)
         # With a forced model the server accepts exactly the FORCE_MODEL string (or no "model" at all).
@@ -176,3 +185,67 @@ def live_server_cb(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     work_dir = tmp_path_factory.mktemp("live-server-cb")
     with serve_model(tiny_model_dir, work_dir, continuous_batching=True) as server:
         yield server
+
+
+EMBEDDINGS_SERVER = Path(__file__).resolve().parents[2] / "roles/llm_server/files/embeddings_server.py"
+
+
+@contextmanager
+def serve_embeddings(model_dir: Path, log_path: Path, *args: str) -> Iterator[str]:
+    """The CPU embeddings engine (roles/llm_server/files/embeddings_server.py) on `model_dir`, on a
+    free 127.0.0.1 port, with `args` as its options; yields its base URL (no /v1)."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        str(EMBEDDINGS_SERVER),
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = _start([*command, *args], log_path, env)
+    try:
+        _wait_healthy(proc, base_url, log_path, what="embeddings_server.py")
+        yield base_url
+    finally:
+        _stop(proc)
+
+
+REPORT_DATA = Path(__file__).parent / "data" / "report"
+
+
+def render_with_model(out: Path, name: str, role: str, quality_dir: Path) -> dict:
+    """The recorded quick run's report in out/report, with a second model `name` (`role`): its bench
+    from the recorded multi-model run, `quality_dir` as its quality results."""
+    from aimachine.report.cli import render
+
+    models = out / "models"
+    shutil.copytree(REPORT_DATA / "multi/models" / name / "bench", models / name / "bench")
+    shutil.copytree(quality_dir, models / name / "quality")
+    meta = json.loads((REPORT_DATA / "meta.json").read_text())
+    meta["models"] = [
+        {"name": "tiny-qwen2", "role": "chat", "id": meta["model"]["id"]},
+        {"name": name, "role": role, "id": f"aimachine/{name}"},
+    ]
+    quick = REPORT_DATA / "quick"
+    return render(
+        out / "report", meta, quick / "bench", quick / "quality", config={}, history=[], models_dir=models
+    )
+
+
+async def serve_app(app: Any, check: Callable[[str], Awaitable[Any]], ssl_context: Any = None) -> Any:
+    """Run the aiohttp `app` on a free 127.0.0.1 port for as long as `check(base_url)` takes; its result."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # aiohttp has no public getter for it
+    try:
+        return await check(f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()

@@ -13,6 +13,10 @@ from aimachine.bench.client import replay
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+# Eight tokens out, levels of one and two streams, three requests each after one warm-up.
+SMALL_SWEEP = ("--output-len", "8", "--concurrency", "1,2", "--num-requests", "3", "--warmup", "1")
+
+
 def args_for(server, *extra: str) -> list[str]:
     return ["--base-url", server.base_url, "--model", server.model, *extra]
 
@@ -30,14 +34,7 @@ def test_sweep_writes_everything_and_the_numbers_hold_together(
             str(live_server.model_dir),
             "--input-len",
             "40",
-            "--output-len",
-            "8",
-            "--concurrency",
-            "1,2",
-            "--num-requests",
-            "3",
-            "--warmup",
-            "1",
+            *SMALL_SWEEP,
             "--goodput",
             "ttft:60000",
             "--bandwidth-gbs",
@@ -176,14 +173,7 @@ def test_fim_workload_on_completions(live_server, tmp_path: Path) -> None:
             live_server,
             "--workload",
             "fim",
-            "--output-len",
-            "8",
-            "--concurrency",
-            "1,2",
-            "--num-requests",
-            "3",
-            "--warmup",
-            "1",
+            *SMALL_SWEEP,
             "--goodput",
             "ttft:60000",
             "e2el:60000",

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import struct
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from aimachine.bench.cli import main
 from aimachine.bench.client import interpret_embeddings
 from aimachine.bench.workloads import FimTokens, embedding_batches, fim_prompts, human_eval_code
+from aimachine.tinymodel import generate
+from conftest import serve_embeddings
 from test_bench_client import loadgen
 
 # --- prompts ------------------------------------------------------------------------------------
@@ -157,61 +153,14 @@ def test_embeddings_workload_against_the_load_generator(tmp_path: Path, encoding
     assert all(r["inputs"] == 4 and r["embedding_dim"] == 256 for r in doc["requests"])
 
 
-# The CPU embeddings engine and the tiny embedding model are the "models" helper's (#16.5: a file
-# in roles/llm_server/files/, the "embed" role of aimachine.tinymodel; branch wt-models). This
-# runs the bench against that engine where it will land and says so while it is not there. The
-# start-up line is the one assumption: align _engine_command with the engine's merged interface.
-ENGINE_DIR = Path(__file__).resolve().parents[2] / "roles" / "llm_server" / "files"
-
-
-def _engine() -> Path | None:
-    found = sorted(ENGINE_DIR.glob("*embed*.py")) if ENGINE_DIR.is_dir() else []
-    return found[0] if found else None
-
-
-def _engine_command(engine: Path, model_dir: Path, port: int) -> list[str]:
-    return [sys.executable, str(engine), "--model-dir", str(model_dir), "--served-name", "tiny-embed",
-            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-
-
+# The CPU embeddings engine (roles/llm_server/files/embeddings_server.py) and the tiny embedding model.
 @pytest.mark.e2e
-@pytest.mark.skipif(
-    _engine() is None,
-    reason="the CPU embeddings engine (roles/llm_server/files/*embed*.py, wt-models) is not merged yet",
-)
 @pytest.mark.parametrize("encoding", ["float", "base64"])
 def test_embeddings_against_the_cpu_engine(tmp_path: Path, encoding: str) -> None:
-    from aimachine.tinymodel import generate
-    from conftest import free_port
-
-    try:
-        model_dir = generate(tmp_path / "tiny-embed", seed=0, role="embed")
-    except (TypeError, ValueError) as error:
-        pytest.skip(f"no tiny embedding model in aimachine.tinymodel yet ({error})")
-    port = free_port()
-    log = (tmp_path / "engine.log").open("wb")
-    proc = subprocess.Popen(
-        _engine_command(_engine(), model_dir, port),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "engine.log").read_text(errors="replace")[-3000:]
-            try:
-                if httpx.get(base + "/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+    model_dir = generate(tmp_path / "tiny-embed", seed=0, role="embed")
+    with serve_embeddings(model_dir, tmp_path / "engine.log", "--served-name", "tiny-embed") as base:
         doc = _run(tmp_path, base, "--workload", "embeddings", "--encoding-format", encoding,
                    "--batch-size", "4", "--concurrency", "1,2", "--num-requests", "4")  # fmt: skip
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-        log.close()
     for level in doc["levels"]:
         e = level["summary"]["embeddings"]
         assert level["summary"]["completed"] == 4 and e["inputs"] == 16 and len(e["dimensions"]) == 1

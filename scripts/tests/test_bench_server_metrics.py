@@ -21,6 +21,7 @@ from aimachine.bench.server_metrics import (
     parse_exposition,
 )
 from aiohttp import web
+from conftest import serve_app
 
 DATA = Path(__file__).parent / "data" / "bench" / "vllm-metrics"
 SERVED = "qwen2.5-7b-instruct-awq"
@@ -169,18 +170,6 @@ def read_fixture_name(name: str) -> str:
 # --- reading /metrics over HTTP: key, refusals, TLS ----------------------------------------------
 
 
-async def _serve(app: web.Application, check, ssl_context=None):
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # aiohttp has no public getter for it
-    try:
-        return await check(f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
-
-
 def test_scraper_sends_the_key_asks_for_text_and_reports_refusals_clearly() -> None:
     seen: list[dict[str, str]] = []
     texts = [read_fixture_name("provisional-vllm-0.33.0-default-before.prom")]
@@ -212,7 +201,7 @@ def test_scraper_sends_the_key_asks_for_text_and_reports_refusals_clearly() -> N
                 out[name] = (first, await scraper.scrape(session), scraper)
         return out
 
-    out = asyncio.run(_serve(app, check))
+    out = asyncio.run(serve_app(app, check))
     ok, again, scraper = out["ok"]
     assert isinstance(ok, Scrape) and isinstance(again, Scrape) and scraper.unavailable is None
     assert scraper.describe(SERVED)["model_names_seen"] == [SERVED]
@@ -254,7 +243,7 @@ def test_scraper_over_tls_with_the_front_doors_ca(tmp_path: Path) -> None:
             bad = await Scraper(base + "/metrics", {}, 0.0).scrape(session)
         return good, bad
 
-    good, bad = asyncio.run(_serve(app, check, server_ctx))
+    good, bad = asyncio.run(serve_app(app, check, server_ctx))
     assert isinstance(good, Scrape) and good.total("vllm:spec_decode_num_drafts_total", SERVED) == 340
     assert isinstance(bad, str) and "cannot read" in bad and "certificate" in bad.lower()
 
@@ -271,6 +260,6 @@ def test_text_that_is_not_prometheus_marks_the_server_unavailable() -> None:
             scraper = Scraper(base + "/metrics", {}, 0.0)
             return await scraper.scrape(session), scraper
 
-    result, scraper = asyncio.run(_serve(app, check))
+    result, scraper = asyncio.run(serve_app(app, check))
     assert isinstance(result, str) and "did not answer Prometheus text" in result
     assert scraper.describe(SERVED)["available"] is False

@@ -17,6 +17,7 @@ from aimachine.bench.cli import BenchError, main
 from aimachine.bench.client import Endpoint, stream_request
 from aimachine.bench.runner import server_models
 from aiohttp import web
+from conftest import serve_app
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -99,15 +100,7 @@ async def _with_tls_server(pki: tuple[Path, Path, Path], check):
     app.router.add_post("/v1/chat/completions", _chat)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(pki[1], pki[2])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # aiohttp has no public getter for it
-    try:
-        return await check(f"https://127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
+    return await serve_app(app, check, context)
 
 
 def test_models_and_a_stream_through_tls_with_the_ca(tmp_path: Path) -> None:

@@ -14,13 +14,10 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,7 +28,7 @@ import yaml
 from aimachine.report import cli
 from aimachine.report.clients import FILES, served_models, write_clients
 from aimachine.tinymodel import generate
-from conftest import free_port
+from conftest import free_port, serve_embeddings
 
 DATA = Path(__file__).parent / "data" / "report"
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +37,6 @@ REPO = Path(__file__).resolve().parents[2]
 ROUTING = REPO / "tests/unit/test_frontdoor_routing.py"
 MOLECULE_TEST = REPO / "molecule/default/tests/test_clients.py"
 NJS = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
-EMBED_SERVER = Path(__file__).resolve().parents[2] / "roles/llm_server/files/embeddings_server.py"
 EMBED_NAME = "tiny-embed"
 # The tiny models' context (aimachine.tinymodel: 4,096 positions for chat and autocomplete), what the
 # published fact's max_model_len says for them, and the embedding model's hidden size.
@@ -56,48 +52,6 @@ FIM = {
 KEY = "K" * 20 + "clients-test-key" + "Z" * 12
 
 
-@contextmanager
-def _embeddings_server(model_dir: Path, log_path: Path) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        str(EMBED_SERVER),
-        str(model_dir),
-        "--served-name",
-        EMBED_NAME,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
-            time.sleep(0.3)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def engines(live_server, serve_tiny_model, tmp_path_factory) -> Iterator[dict]:
     """The three served models, as the published fact lists them (vm_llm_aimachine_deployed.models)."""
@@ -108,7 +62,7 @@ def engines(live_server, serve_tiny_model, tmp_path_factory) -> Iterator[dict]:
     assert {FIM["prefix"], FIM["suffix"], FIM["middle"]} <= {t["content"] for t in specials}
     with (
         serve_tiny_model(ac_dir, work) as ac,
-        _embeddings_server(embed_dir, work / "embed.log") as embed_url,
+        serve_embeddings(embed_dir, work / "embed.log", "--served-name", EMBED_NAME) as embed_url,
     ):
         yield {
             "models": [
@@ -328,30 +282,7 @@ def test_the_molecule_test_passes_through_a_real_front_door(engines, tmp_path):
     )
     out = tmp_path / "door"
     out.mkdir()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=aimachine test CA",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(out / "server.key"),
-            "-out",
-            str(out / "server.crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    routing.self_signed(out, "/CN=aimachine test CA", "-addext", "subjectAltName=IP:127.0.0.1")
     port = free_port()
     upstreams = [
         {

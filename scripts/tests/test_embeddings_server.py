@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from aimachine.tinymodel import generate
+from conftest import serve_embeddings
 
 SERVER = Path(__file__).resolve().parents[2] / "roles/llm_server/files/embeddings_server.py"
 NAME = "tiny-embed"
@@ -34,13 +32,6 @@ _spec.loader.exec_module(es)
 class Server:
     url: str
     model_dir: Path
-    proc: subprocess.Popen[bytes]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -50,45 +41,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = _free_port()
     log = tmp_path_factory.mktemp("embed-log") / "server.log"
-    command = [
-        sys.executable,
-        str(SERVER),
-        str(model_dir),
-        "--port",
-        str(port),
-        "--max-inputs",
-        str(MAX_INPUTS),
-        "--max-request-tokens",
-        str(MAX_REQUEST_TOKENS),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
-        yield Server(url, model_dir, proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+    limits = ("--max-inputs", str(MAX_INPUTS), "--max-request-tokens", str(MAX_REQUEST_TOKENS))
+    with serve_embeddings(model_dir, log, *limits) as url:
+        yield Server(url, model_dir)
 
 
 def _embed(server: Server, **body: object) -> httpx.Response:

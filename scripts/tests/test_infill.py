@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,10 +33,9 @@ from aimachine.quality.infill import (
 )
 from aimachine.quality.sandbox import GIB, Limits, Sandbox, SandboxError, Settings
 from aimachine.report import doc, render
-from aimachine.report.cli import render as render_dir
 from aimachine.tinymodel import generate
+from conftest import render_with_model
 
-REPORT_DATA = Path(__file__).parent / "data" / "report"
 # A distinct range per test process: two test sessions on one machine must not share sandbox uids.
 UID_BASE = 2_000_300_000 + (os.getpid() % 50_000) * 8
 STOPS = ["<|endoftext|>", "<|fim_pad|>"]
@@ -212,23 +210,7 @@ def test_infill_against_the_tiny_autocomplete_server(fim_server, model_run, prob
 @pytest.mark.e2e
 def test_report_shows_the_infill_summary(model_run, tmp_path: Path) -> None:
     quality_dir, summary, _ = model_run
-    models = tmp_path / "models"
-    shutil.copytree(REPORT_DATA / "multi/models/tiny-fim/bench", models / "tiny-fim/bench")
-    shutil.copytree(quality_dir, models / "tiny-fim/quality")
-    meta = json.loads((REPORT_DATA / "meta.json").read_text())
-    meta["models"] = [
-        {"name": "tiny-qwen2", "role": "chat", "id": meta["model"]["id"]},
-        {"name": "tiny-fim", "role": "autocomplete", "id": "aimachine/tiny-fim"},
-    ]
-    report = render_dir(
-        tmp_path / "report",
-        meta,
-        REPORT_DATA / "quick/bench",
-        REPORT_DATA / "quick/quality",
-        config={},
-        history=[],
-        models_dir=models,
-    )
+    report = render_with_model(tmp_path, "tiny-fim", "autocomplete", quality_dir)
     infill = summary["suites"]["infill"]
     a = next(m for m in report["models"] if m["role"] == "autocomplete")["autocomplete"]
     assert a["infill"]["problems"]["value"] == 5

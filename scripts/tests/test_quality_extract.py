@@ -124,26 +124,7 @@ def rolling_sums(values):
 ```
 """
 
-CORRECTED_VERSION_LATER = """The original code has an off-by-one error:
-
-```python
-def binary_search(arr, target):
-    left, right = 0, len(arr)
-    while left <= right:
-        mid = (left + right) // 2
-        if arr[mid] == target:
-            return mid
-        elif arr[mid] < target:
-            left = mid + 1
-        else:
-            right = mid - 1
-    return -1
-```
-
-Here is the corrected version:
-
-```python
-def binary_search(arr, target):
+BINARY_SEARCH = """def binary_search(arr, target):
     left, right = 0, len(arr) - 1
     while left <= right:
         mid = (left + right) // 2
@@ -154,7 +135,17 @@ def binary_search(arr, target):
         else:
             right = mid - 1
     return -1
-```
+"""
+# The function twice, first with the bug (no `- 1`), then fixed: the last version is the answer.
+CORRECTED_VERSION_LATER = f"""The original code has an off-by-one error:
+
+```python
+{BINARY_SEARCH.replace("len(arr) - 1", "len(arr)")}```
+
+Here is the corrected version:
+
+```python
+{BINARY_SEARCH}```
 """
 
 TRUNCATED = """```python

@@ -6,12 +6,6 @@ is what the report's embedding section shows."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,13 +16,10 @@ from aimachine.quality import cli
 from aimachine.quality.datasets import load_humaneval
 from aimachine.quality.retrieval import SANITY_FACTOR, chance, pairs, ranks
 from aimachine.report import doc, render
-from aimachine.report.cli import render as render_dir
 from aimachine.tinymodel import generate
-from conftest import free_port
+from conftest import render_with_model, serve_embeddings
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER = ROOT / "roles/llm_server/files/embeddings_server.py"
-REPORT_DATA = Path(__file__).parent / "data" / "report"
 NAME = "tiny-embed"
 
 
@@ -61,30 +52,9 @@ def test_ranks_count_ties_against_the_right_document() -> None:
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model_dir = generate(tmp_path_factory.mktemp("embed") / NAME, role="embed")
-    port = free_port()
     log = tmp_path_factory.mktemp("embed-log") / "server.log"
-    command = [sys.executable, str(SERVER), str(model_dir), "--port", str(port), "--served-name", NAME]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
+    with serve_embeddings(model_dir, log, "--served-name", NAME) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -128,23 +98,7 @@ def test_retrieval_against_the_cpu_embeddings_engine(engine: str, run) -> None:
 @pytest.mark.e2e
 def test_report_shows_the_retrieval_summary(run, tmp_path: Path) -> None:
     quality_dir, summary, _ = run
-    models = tmp_path / "models"
-    shutil.copytree(REPORT_DATA / "multi/models/tiny-embed/bench", models / NAME / "bench")
-    shutil.copytree(quality_dir, models / NAME / "quality")
-    meta = json.loads((REPORT_DATA / "meta.json").read_text())
-    meta["models"] = [
-        {"name": "tiny-qwen2", "role": "chat", "id": meta["model"]["id"]},
-        {"name": NAME, "role": "embed", "id": "aimachine/tiny-embed"},
-    ]
-    report = render_dir(
-        tmp_path / "report",
-        meta,
-        REPORT_DATA / "quick/bench",
-        REPORT_DATA / "quick/quality",
-        config={},
-        history=[],
-        models_dir=models,
-    )
+    report = render_with_model(tmp_path, NAME, "embed", quality_dir)
     r = summary["suites"]["retrieval"]
     e = next(m for m in report["models"] if m["role"] == "embed")["embed"]
     assert e["retrieval"]["queries"]["value"] == 163

@@ -229,9 +229,8 @@ CHAT_LIMIT = CHAT_LEN * 32 + 65536  # 196,608 bytes
 EMBED_LIMIT = EMBED_LEN * 32 + 65536  # 73,728 bytes
 
 
-@pytest.fixture(scope="module")
-def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    out = tmp_path_factory.mktemp("frontdoor")
+def self_signed(out: Path, subject: str, *extensions: str) -> None:
+    """A P-256 key and a one-day self-signed certificate for it: out/server.key, out/server.crt."""
     subprocess.run(
         [
             "openssl",
@@ -245,7 +244,8 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "-days",
             "1",
             "-subj",
-            "/CN=localhost",
+            subject,
+            *extensions,
             "-keyout",
             str(out / "server.key"),
             "-out",
@@ -254,6 +254,12 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         check=True,
         capture_output=True,
     )
+
+
+@pytest.fixture(scope="module")
+def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    out = tmp_path_factory.mktemp("frontdoor")
+    self_signed(out, "/CN=localhost")
     chat, fim, embed = FakeEngine("chat"), FakeEngine("fim"), FakeEngine("embed")
     routed_port, single_port, sized_port = _free_port(), _free_port(), _free_port()
     upstreams = [

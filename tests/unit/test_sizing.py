@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sizing_plugin import sizing
+from sizing_plugin import CARD_16GB_DESKTOP, sizing
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -19,17 +19,6 @@ GIB = 1024**3
 PLUGINS = REPO / "roles/llm_server/filter_plugins"
 
 
-GIB = 1024**3
-# GPU facts as aimachine-gpu-facts reports them for the recorded RTX 4080 SUPER
-# (scripts/tests/data/nvidia-smi/rtx-4080-super.query-gpu.csv): 16 GB, driving a KDE desktop.
-CARD_16GB_DESKTOP = {
-    "name": "NVIDIA GeForce RTX 4080 SUPER",
-    "memory_total_mib": 16376,
-    "memory_reserved_mib": 434,
-    "memory_free_mib": 15348,
-    "compute_capability": "8.9",
-    "display_active": True,
-}
 CARD_16GB_HEADLESS = dict(CARD_16GB_DESKTOP, display_active=False, memory_free_mib=15942)
 QWEN25_7B_AWQ_BYTES = 5_570_000_000  # REFERENCES.md: 5.57 GB on disk
 QWEN25_14B_AWQ_BYTES = 9_980_000_000  # HF listing: 3.99 + 3.97 + 2.02 GB
@@ -298,34 +287,23 @@ def test_filters_work_in_ansible_and_errors_reach_the_user(tmp_path):
     )
     base = [ANSIBLE, "localhost", "-c", "local", "-i", "localhost,", "-m", "ansible.builtin.debug"]
 
-    ok = subprocess.run(
-        [
-            *base,
-            "-a",
-            "msg={{ m | llm_vllm_sizing([g, g], {'tensor_parallel_size': 2}) }}",
-            "-e",
-            f"@{variables}",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    def debug(expression: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, "-a", f"msg={{{{ {expression} }}}}", "-e", f"@{variables}"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    ok = debug("m | llm_vllm_sizing([g, g], {'tensor_parallel_size': 2})")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     msg = json.loads(ok.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
     assert msg["max_model_len"] == 32768 and msg["tensor_parallel_size"] == 2
 
-    failed = subprocess.run(
-        [*base, "-a", "msg={{ m | llm_vllm_sizing(g, {'tensor_parallel_size': 2}) }}", "-e", f"@{variables}"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    failed = debug("m | llm_vllm_sizing(g, {'tensor_parallel_size': 2})")
     assert failed.returncode != 0
     assert "needs tensor_parallel_size=2 GPUs, the host has 1" in failed.stdout + failed.stderr
 

@@ -16,7 +16,7 @@ pytest.importorskip("ansible")
 from ansible.errors import AnsibleError
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from sizing_plugin import sizing
+from sizing_plugin import CARD_16GB_DESKTOP, sizing
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "roles/llm_server/templates/vllm-config.yaml.j2"
@@ -24,23 +24,12 @@ DATA = Path(__file__).parent / "data"
 CHECKER = REPO / "scripts/check_vllm_config_keys.py"
 
 
-# The recorded RTX 4080 SUPER (scripts/tests/data/nvidia-smi): a 16 GB card driving a desktop.
-CARD_16GB = {
-    "name": "NVIDIA GeForce RTX 4080 SUPER",
-    "memory_total_mib": 16376,
-    "memory_reserved_mib": 434,
-    "memory_free_mib": 15348,
-    "compute_capability": "8.9",
-    "display_active": True,
-}
-
-
 def default_vars(**overrides: Any) -> dict[str, Any]:
     config = json.loads((DATA / "qwen2.5-7b-instruct.hqq-4bit.config.json").read_text())
     model = sizing.model_props(config, 5_570_000_000)
     variables = {
         "ansible_managed": "Ansible managed: do not edit",
-        "__llm_server_vllm_sizing": sizing.vllm_sizing(model, CARD_16GB, {}),
+        "__llm_server_vllm_sizing": sizing.vllm_sizing(model, CARD_16GB_DESKTOP, {}),
         "llm_server_model_path": "/var/lib/aimachine/models/Qwen2.5-7B-Instruct-AWQ",
         "__llm_server_served_name": "qwen2.5-7b-instruct",
         "llm_server_host": "127.0.0.1",
@@ -101,7 +90,7 @@ def test_model_without_tool_calling_gets_no_tool_flags():
 def test_optional_keys_and_extras_render():
     two_gpus = sizing.vllm_sizing(
         sizing.model_props(json.loads((DATA / "qwen3-8b.config.json").read_text()), 6_098_479_104),
-        [CARD_16GB, CARD_16GB],
+        [CARD_16GB_DESKTOP, CARD_16GB_DESKTOP],
         {"tensor_parallel_size": 2, "kv_cache_dtype": "fp8"},
     )
     config = yaml.safe_load(
@@ -122,7 +111,7 @@ def test_optional_keys_and_extras_render():
 
 
 def test_sizing_warnings_end_up_in_the_file():
-    small = dict(CARD_16GB, memory_total_mib=10240, memory_reserved_mib=300)
+    small = dict(CARD_16GB_DESKTOP, memory_total_mib=10240, memory_reserved_mib=300)
     model = sizing.model_props(
         json.loads((DATA / "qwen2.5-7b-instruct.hqq-4bit.config.json").read_text()), 5.57e9
     )
@@ -146,7 +135,7 @@ def test_speculation_renders_a_json_speculative_config(method, expected):
     model = sizing.model_props(
         json.loads((DATA / "qwen2.5-7b-instruct.hqq-4bit.config.json").read_text()), 5_570_000_000
     )
-    sized = sizing.vllm_sizing(model, CARD_16GB, {"speculative_step_tokens": step})
+    sized = sizing.vllm_sizing(model, CARD_16GB_DESKTOP, {"speculative_step_tokens": step})
     config = yaml.safe_load(
         render(default_vars(llm_server_vllm_speculation=method, __llm_server_vllm_sizing=sized))
     )

@@ -325,17 +325,10 @@ def tokenizer_config(tokenizer: Tokenizer, role: str = "chat") -> dict[str, obje
     return config
 
 
-def model_config(vocab_size: int, tokenizer: Tokenizer, role: str = "chat") -> dict[str, object]:
-    """config.json with the keys and spelling of Qwen2.5-7B-Instruct's (chat), Qwen2.5-Coder's
-    (autocomplete: <|endoftext|> ends a text) or Qwen3-Embedding-0.6B's (embed)."""
-    if role == "embed":
-        return embed_model_config(vocab_size, tokenizer)
-    s = SHAPE
+def _qwen_config(s: Shape, vocab_size: int, **keys: object) -> dict[str, object]:
+    """The config.json keys Qwen2 and Qwen3 share, at shape `s`; `keys` adds the model's own."""
     return {
-        "architectures": ["Qwen2ForCausalLM"],
         "attention_dropout": 0.0,
-        "bos_token_id": tokenizer.token_to_id(ENDOFTEXT),
-        "eos_token_id": tokenizer.token_to_id(ENDOFTEXT if role == "autocomplete" else IM_END),
         "head_dim": s.head_dim,
         "hidden_act": "silu",
         "hidden_size": s.hidden,
@@ -343,7 +336,6 @@ def model_config(vocab_size: int, tokenizer: Tokenizer, role: str = "chat") -> d
         "intermediate_size": s.intermediate,
         "max_position_embeddings": s.max_positions,
         "max_window_layers": s.layers,
-        "model_type": "qwen2",
         "num_attention_heads": s.heads,
         "num_hidden_layers": s.layers,
         "num_key_value_heads": s.kv_heads,
@@ -351,48 +343,46 @@ def model_config(vocab_size: int, tokenizer: Tokenizer, role: str = "chat") -> d
         "rope_scaling": None,
         "rope_theta": s.rope_theta,
         "sliding_window": None,
-        # Untied (Qwen2.5-Coder-1.5B ties them): the head rows of the special tokens are set apart
-        # from their embeddings so that they never come out (random_weights).
-        "tie_word_embeddings": False,
         # float32: numpy writes it natively, and CPU matmuls in bf16 are slower in torch.
         "torch_dtype": "float32",
         "use_cache": True,
         "use_sliding_window": False,
         "vocab_size": vocab_size,
+        **keys,
     }
+
+
+def model_config(vocab_size: int, tokenizer: Tokenizer, role: str = "chat") -> dict[str, object]:
+    """config.json with the keys and spelling of Qwen2.5-7B-Instruct's (chat), Qwen2.5-Coder's
+    (autocomplete: <|endoftext|> ends a text) or Qwen3-Embedding-0.6B's (embed)."""
+    if role == "embed":
+        return embed_model_config(vocab_size, tokenizer)
+    return _qwen_config(
+        SHAPE,
+        vocab_size,
+        architectures=["Qwen2ForCausalLM"],
+        model_type="qwen2",
+        bos_token_id=tokenizer.token_to_id(ENDOFTEXT),
+        eos_token_id=tokenizer.token_to_id(ENDOFTEXT if role == "autocomplete" else IM_END),
+        # Untied (Qwen2.5-Coder-1.5B ties them): the head rows of the special tokens are set apart
+        # from their embeddings so that they never come out (random_weights).
+        tie_word_embeddings=False,
+    )
 
 
 def embed_model_config(vocab_size: int, tokenizer: Tokenizer) -> dict[str, object]:
     """Qwen3-Embedding-0.6B's config.json keys, at the tiny shape."""
-    s = EMBED_SHAPE
     eos = tokenizer.token_to_id(ENDOFTEXT)
-    return {
-        "architectures": ["Qwen3ForCausalLM"],
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "bos_token_id": eos,
-        "eos_token_id": eos,
-        "head_dim": s.head_dim,
-        "hidden_act": "silu",
-        "hidden_size": s.hidden,
-        "initializer_range": 0.02,
-        "intermediate_size": s.intermediate,
-        "max_position_embeddings": s.max_positions,
-        "max_window_layers": s.layers,
-        "model_type": "qwen3",
-        "num_attention_heads": s.heads,
-        "num_hidden_layers": s.layers,
-        "num_key_value_heads": s.kv_heads,
-        "rms_norm_eps": s.rms_norm_eps,
-        "rope_scaling": None,
-        "rope_theta": s.rope_theta,
-        "sliding_window": None,
-        "tie_word_embeddings": True,
-        "torch_dtype": "float32",
-        "use_cache": True,
-        "use_sliding_window": False,
-        "vocab_size": vocab_size,
-    }
+    return _qwen_config(
+        EMBED_SHAPE,
+        vocab_size,
+        architectures=["Qwen3ForCausalLM"],
+        model_type="qwen3",
+        attention_bias=False,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        tie_word_embeddings=True,
+    )
 
 
 def generation_config(tokenizer: Tokenizer, role: str = "chat") -> dict[str, object]:

@@ -283,24 +283,34 @@ class RequestResult:
         return None
 
 
+def _begin(record_raw: bool) -> RequestResult:
+    """A request's result, sent now (time.perf_counter())."""
+    return RequestResult(send_perf=time.perf_counter(), raw=[] if record_raw else None)
+
+
+def _http_error(status: int, data: bytes) -> str:
+    return f"HTTP {status}: {data.decode('utf-8', errors='replace')[:ERROR_TEXT_LIMIT]}"
+
+
+def _network_error(error: Exception) -> str:
+    # aiohttp's timeouts carry no message: the type name says what happened.
+    return f"{type(error).__name__}: {error}".rstrip(": ")[:ERROR_TEXT_LIMIT]
+
+
 async def stream_request(
-    session: aiohttp.ClientSession,
-    endpoint: Endpoint,
-    body: dict[str, Any],
-    record_raw: bool = False,
+    session: aiohttp.ClientSession, endpoint: Endpoint, body: dict[str, Any], record_raw: bool = False
 ) -> RequestResult:
     """POST `body` with streaming and timestamp every read; never raises for HTTP or network errors."""
     clock = time.perf_counter
-    send = clock()
-    result = RequestResult(send_perf=send, raw=[] if record_raw else None)
+    result = _begin(record_raw)
+    send = result.send_perf
     decoder = SSEDecoder()
     events: list[SSEEvent] = []
     try:
         async with session.post(endpoint.url, json=body, headers=endpoint.headers()) as response:
             result.status = response.status
             if response.status != 200:
-                text = (await response.read()).decode("utf-8", errors="replace")
-                result.error = f"HTTP {response.status}: {text[:ERROR_TEXT_LIMIT]}"
+                result.error = _http_error(response.status, await response.read())
                 result.end = clock() - send
                 return result
             async for chunk in response.content.iter_any():
@@ -312,38 +322,31 @@ async def stream_request(
             result.end = clock() - send
             events.extend(decoder.close(result.end))
     except (TimeoutError, aiohttp.ClientError) as error:
-        # aiohttp's timeouts carry no message: the type name says what happened.
-        result.error = f"{type(error).__name__}: {error}".rstrip(": ")[:ERROR_TEXT_LIMIT]
+        result.error = _network_error(error)
         result.end = clock() - send
     result.stream = interpret_events(events, endpoint.api)
     return result
 
 
 async def embed_request(
-    session: aiohttp.ClientSession,
-    endpoint: Endpoint,
-    body: dict[str, Any],
-    record_raw: bool = False,
+    session: aiohttp.ClientSession, endpoint: Endpoint, body: dict[str, Any], record_raw: bool = False
 ) -> RequestResult:
     """POST an embeddings body; the latency ends with the last byte of the answer (checked after)."""
-    clock = time.perf_counter
-    send = clock()
-    result = RequestResult(send_perf=send, raw=[] if record_raw else None)
+    result = _begin(record_raw)
     try:
         async with session.post(endpoint.url, json=body, headers=endpoint.headers()) as response:
             result.status = response.status
             data = await response.read()
-            result.end = clock() - send
+            result.end = time.perf_counter() - result.send_perf
     except (TimeoutError, aiohttp.ClientError) as error:
-        result.error = f"{type(error).__name__}: {error}".rstrip(": ")[:ERROR_TEXT_LIMIT]
-        result.end = clock() - send
+        result.error = _network_error(error)
+        result.end = time.perf_counter() - result.send_perf
         return result
     result.reads = 1
     if result.raw is not None:
         result.raw.append((result.end, data))
     if result.status != 200:
-        text = data.decode("utf-8", errors="replace")
-        result.error = f"HTTP {result.status}: {text[:ERROR_TEXT_LIMIT]}"
+        result.error = _http_error(result.status, data)
         return result
     try:
         payload = json.loads(data)

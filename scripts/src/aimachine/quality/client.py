@@ -135,19 +135,25 @@ class Endpoint:
             payload["stop"] = stop[:4]  # the OpenAI API accepts at most four
         return payload
 
-    @staticmethod
-    def _usage(data: dict[str, object]) -> tuple[int | None, int | None]:
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            return usage.get("prompt_tokens"), usage.get("completion_tokens")
-        return None, None
-
-    @staticmethod
-    def _first_choice(data: dict[str, object], where: str) -> dict[str, object]:
+    async def _generate(self, path: str, payload: dict[str, object], text_key: str) -> Completion:
+        """POST to /`path` and read the first choice: its `text_key` (under "message" for chat)."""
+        start = time.monotonic()
+        data = await self._request("POST", f"/{path}", payload)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise EndpointError(f"{where}: answer has no choices: {str(data)[:200]}")
-        return choices[0]
+            raise EndpointError(f"{path}: answer has no choices: {str(data)[:200]}")
+        choice = choices[0]
+        holder = choice.get("message") if text_key == "content" else choice
+        text = holder.get(text_key) if isinstance(holder, dict) else None
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        return Completion(
+            text=text if isinstance(text, str) else "",
+            finish_reason=choice.get("finish_reason"),  # type: ignore[arg-type]
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            latency_s=time.monotonic() - start,
+        )
 
     async def chat(
         self,
@@ -161,19 +167,7 @@ class Endpoint:
     ) -> Completion:
         payload = self._payload(max_tokens, temperature, top_p, seed, stop)
         payload["messages"] = messages
-        start = time.monotonic()
-        data = await self._request("POST", "/chat/completions", payload)
-        choice = self._first_choice(data, "chat/completions")
-        message = choice.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        prompt_tokens, completion_tokens = self._usage(data)
-        return Completion(
-            text=content if isinstance(content, str) else "",
-            finish_reason=choice.get("finish_reason"),  # type: ignore[arg-type]
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_s=time.monotonic() - start,
-        )
+        return await self._generate("chat/completions", payload, "content")
 
     async def complete(
         self,
@@ -187,15 +181,4 @@ class Endpoint:
     ) -> Completion:
         payload = self._payload(max_tokens, temperature, top_p, seed, stop)
         payload["prompt"] = prompt
-        start = time.monotonic()
-        data = await self._request("POST", "/completions", payload)
-        choice = self._first_choice(data, "completions")
-        text = choice.get("text")
-        prompt_tokens, completion_tokens = self._usage(data)
-        return Completion(
-            text=text if isinstance(text, str) else "",
-            finish_reason=choice.get("finish_reason"),  # type: ignore[arg-type]
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_s=time.monotonic() - start,
-        )
+        return await self._generate("completions", payload, "text")

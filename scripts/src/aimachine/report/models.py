@@ -49,6 +49,15 @@ def _scalar(summary: dict[str, Any], keys: tuple[str, ...]) -> float | None:
     return None
 
 
+def _result(label: str, score: float | None, stderr: float | None) -> dict[str, Any]:
+    """A model's headline result for the grade: a fraction and its standard error, as percent."""
+    return {
+        "label": label,
+        "score_percent": None if score is None else 100 * score,
+        "stderr_percent": None if stderr is None else 100 * stderr,
+    }
+
+
 def workload_kind(bench: dict[str, Any] | None) -> str | None:
     workload = (bench or {}).get("workload")
     if isinstance(workload, str):
@@ -117,11 +126,7 @@ def autocomplete_section(
             "total_p50_ms": rec(_stat(infill, ("total_ms",), "p50"), "ms", measured=f"{what}: total p50"),
             "total_p99_ms": rec(_stat(infill, ("total_ms",), "p99"), "ms", measured=f"{what}: total p99"),
         }
-        section["result"] = {
-            "label": f"infill pass@1 ({n} spans)",
-            "score_percent": None if p is None else 100 * p,
-            "stderr_percent": None if se is None else 100 * se,
-        }
+        section["result"] = _result(f"infill pass@1 ({n} spans)", p, se)
     else:
         section["infill"] = None
     return section
@@ -200,11 +205,7 @@ def embed_section(
             "sanity_rule": sanity.get("rule"),
             "sanity_passed": sanity.get("passed"),
         }
-        section["result"] = {
-            "label": f"retrieval recall@1 ({n} queries)",
-            "score_percent": None if r1 is None else 100 * r1,
-            "stderr_percent": None if se is None else 100 * se,
-        }
+        section["result"] = _result(f"retrieval recall@1 ({n} queries)", r1, se)
     else:
         section["retrieval"] = None
     return section

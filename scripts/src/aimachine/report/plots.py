@@ -34,6 +34,11 @@ def _legend_below(fig: Any, ax: Any, ncol: int = 3) -> None:
         fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
 
 
+def _save(fig: Any, path: Path) -> None:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)  # pyplot keeps every open figure until closed
+
+
 def _quality_rows(report: dict[str, Any]) -> list[tuple[str, str, float, float | None, str]]:
     """(group, label, percent, SE, kind) for every bar of quality.png."""
     rows: list[tuple[str, str, float, float | None, str]] = []
@@ -119,8 +124,7 @@ def _quality(report: dict[str, Any], path: Path) -> None:
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 # Label positions by series, so the labels of two close points do not overlap.
@@ -163,8 +167,7 @@ def _throughput(report: dict[str, Any], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     _legend_below(fig, ax)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _latency(report: dict[str, Any], path: Path) -> None:
@@ -206,8 +209,7 @@ def _latency(report: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.suptitle("Latency", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _capacity(cap: dict[str, Any], path: Path, title: str) -> None:
@@ -238,8 +240,7 @@ def _capacity(cap: dict[str, Any], path: Path, title: str) -> None:
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _autocomplete(name: str, a: dict[str, Any], path: Path) -> None:
@@ -274,8 +275,7 @@ def _autocomplete(name: str, a: dict[str, Any], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     _legend_below(fig, ax, 5)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _trend(report: dict[str, Any], path: Path) -> None:
@@ -311,8 +311,7 @@ def _trend(report: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, frameon=False)
     fig.suptitle("Trend over this host's verification runs", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_name(served: str) -> str:

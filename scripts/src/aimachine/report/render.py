@@ -831,44 +831,40 @@ def _models(report: dict[str, Any]) -> list[Section]:
     return out
 
 
+def _not_measured(what: str, name: str, file: str, suite: str = "") -> Para:
+    """The line a model section writes for a measurement this run has no file for."""
+    tail = f" with the {suite} suite)." if suite else ")."
+    return Para([f"{what}: not measured in this run (no ", Code(["models/", t(name), file]), tail])
+
+
+def _levels(
+    name: str, levels: list[dict[str, Any]], columns: dict[str, str], intro: Para, what: str
+) -> list[Any]:
+    """A model's bench levels: `intro` and a table of `columns` (key: heading), or the missing line."""
+    if not levels:
+        return [_not_measured(what, name, "/bench/bench.json")]
+    rows = [[t(lv["name"], "bench.json"), *(q(lv[k]) for k in columns)] for lv in levels]
+    return [intro, Table(["level", *columns.values()], rows)]
+
+
 def _autocomplete(name: str, a: dict[str, Any], report: dict[str, Any]) -> Section:
-    blocks: list[Any] = []
-    if a["levels"]:
-        rows = [
-            [
-                t(lv["name"], "bench.json"),
-                q(lv["ttft_p50_ms"]),
-                q(lv["ttft_p99_ms"]),
-                q(lv["total_p50_ms"]),
-                q(lv["total_p99_ms"]),
-                q(lv["errors"]),
-            ]
-            for lv in a["levels"]
+    intro = Para(
+        [
+            "Short fill-in-the-middle prompts on ",
+            Code("/v1/completions"),
+            " (",
+            Code("aimachine-bench --workload fim"),
+            "): the latency a typing user feels.",
         ]
-        blocks.append(
-            Para(
-                [
-                    "Short fill-in-the-middle prompts on ",
-                    Code("/v1/completions"),
-                    " (",
-                    Code("aimachine-bench --workload fim"),
-                    "): the latency a typing user feels.",
-                ]
-            )
-        )
-        blocks.append(
-            Table(["level", "TTFT p50 ms", "TTFT p99 ms", "total p50 ms", "total p99 ms", "errors"], rows)
-        )
-    else:
-        blocks.append(
-            Para(
-                [
-                    "FIM latency: not measured in this run (no ",
-                    Code(["models/", t(name), "/bench/bench.json"]),
-                    ").",
-                ]
-            )
-        )
+    )
+    columns = {
+        "ttft_p50_ms": "TTFT p50 ms",
+        "ttft_p99_ms": "TTFT p99 ms",
+        "total_p50_ms": "total p50 ms",
+        "total_p99_ms": "total p99 ms",
+        "errors": "errors",
+    }
+    blocks = _levels(name, a["levels"], columns, intro, "FIM latency")
     if a.get("infill"):
         i = a["infill"]
         blocks.append(
@@ -902,15 +898,7 @@ def _autocomplete(name: str, a: dict[str, Any], report: dict[str, Any]) -> Secti
                 )
             )
     else:
-        blocks.append(
-            Para(
-                [
-                    "Infill pass@1: not measured in this run (no ",
-                    Code(["models/", t(name), "/quality/summary.json"]),
-                    " with the infill suite).",
-                ]
-            )
-        )
+        blocks.append(_not_measured("Infill pass@1", name, "/quality/summary.json", "infill"))
     if a["capacity"].get("available"):
         blocks += _capacity_blocks(a["capacity"], "autocomplete")
     plot = f"autocomplete-{plot_name(name)}.png"
@@ -922,32 +910,14 @@ def _autocomplete(name: str, a: dict[str, Any], report: dict[str, Any]) -> Secti
 
 
 def _embed(name: str, e: dict[str, Any], report: dict[str, Any]) -> Section:
-    blocks: list[Any] = []
-    if e["levels"]:
-        rows = [
-            [
-                t(lv["name"], "bench.json"),
-                q(lv["inputs_per_s"]),
-                q(lv["tokens_per_s"]),
-                q(lv["latency_p50_ms"]),
-                q(lv["latency_p99_ms"]),
-            ]
-            for lv in e["levels"]
-        ]
-        blocks.append(
-            Para([Code("aimachine-bench --workload embeddings"), " on ", Code("/v1/embeddings"), ":"])
-        )
-        blocks.append(Table(["level", "inputs/s", "tokens/s", "latency p50 ms", "latency p99 ms"], rows))
-    else:
-        blocks.append(
-            Para(
-                [
-                    "Embedding throughput: not measured in this run (no ",
-                    Code(["models/", t(name), "/bench/bench.json"]),
-                    ").",
-                ]
-            )
-        )
+    intro = Para([Code("aimachine-bench --workload embeddings"), " on ", Code("/v1/embeddings"), ":"])
+    columns = {
+        "inputs_per_s": "inputs/s",
+        "tokens_per_s": "tokens/s",
+        "latency_p50_ms": "latency p50 ms",
+        "latency_p99_ms": "latency p99 ms",
+    }
+    blocks = _levels(name, e["levels"], columns, intro, "Embedding throughput")
     if e.get("retrieval"):
         r = e["retrieval"]
         blocks.append(
@@ -987,15 +957,7 @@ def _embed(name: str, e: dict[str, Any], report: dict[str, Any]) -> Section:
                 )
             )
     else:
-        blocks.append(
-            Para(
-                [
-                    "Retrieval recall@1 / MRR: not measured in this run (no ",
-                    Code(["models/", t(name), "/quality/summary.json"]),
-                    " with the retrieval suite).",
-                ]
-            )
-        )
+        blocks.append(_not_measured("Retrieval recall@1 / MRR", name, "/quality/summary.json", "retrieval"))
     return Section(f"Embedding model {name}", blocks, level=3, title_parts=["Embedding model ", t(name)])
 
 
