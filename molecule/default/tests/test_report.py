@@ -252,3 +252,27 @@ def test_every_client_file_works_on_the_controller(host, fetched, tmp_path):
             trust_env=False,
         )
         assert response.status_code == 200, (base_url, model, response.text[:300])
+
+
+def test_each_served_model_has_its_results_and_section(fetched):
+    """Issue 16.6: the autocomplete model's infill suite and the embedder's retrieval check ran on
+    the host (quick mode: 20 masked spans; all 163 queries), and the report has a section for each."""
+    summaries = {p.parents[1].name: _json(p) for p in (fetched / "models").glob("*/quality/summary.json")}
+    by_suite = {suite: (name, s["suites"][suite]) for name, s in summaries.items() for suite in s["suites"]}
+    assert set(by_suite) == {"infill", "retrieval"}, summaries.keys()
+    report = (fetched / "report.md").read_text(encoding="utf-8")
+
+    name, infill = by_suite["infill"]
+    assert infill["problems"] == 20
+    assert 0.0 <= infill["pass@1"] <= 1.0
+    # Every span was asked and timed, streamed: the typing user's budget.
+    assert infill["ttft_ms"]["p99"] > 0 and infill["total_ms"]["p99"] >= infill["ttft_ms"]["p99"]
+    assert f"### Autocomplete model {name}" in report
+    assert "Infill pass@1" in report
+
+    name, retrieval = by_suite["retrieval"]
+    assert retrieval["queries"] == retrieval["documents"] == 163
+    # Above chance (ties rank the right document last, so identical vectors score below it).
+    assert retrieval["recall@1"] > retrieval["chance"]["recall@1"]
+    assert retrieval["embeddings"]["texts_per_s"] > 0
+    assert f"### Embedding model {name}" in report
