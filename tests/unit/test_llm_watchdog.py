@@ -24,6 +24,7 @@ WATCHDOG = REPO / "roles/llm_server/files/llm_watchdog.py"
 BIN = Path(sys.executable).parent
 TRANSFORMERS = BIN / "transformers"
 TINY_MODEL = BIN / "aimachine-tiny-model"
+EMBEDDINGS = REPO / "roles/llm_server/files/embeddings_server.py"
 KEY = "w" * 40
 
 
@@ -33,7 +34,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _watchdog(tmp: Path, port: int, *extra: str) -> subprocess.CompletedProcess:
+def _watchdog(
+    tmp: Path, port: int, *extra: str, model: str = "aimachine/tiny-qwen2"
+) -> subprocess.CompletedProcess:
     env_file = tmp / "engine.env"
     env_file.write_text(f"# the engine's EnvironmentFile\nAIMACHINE_API_KEY={KEY}\n")
     env_file.chmod(0o600)
@@ -44,7 +47,7 @@ def _watchdog(tmp: Path, port: int, *extra: str) -> subprocess.CompletedProcess:
             "--url",
             f"http://127.0.0.1:{port}",
             "--model",
-            "aimachine/tiny-qwen2",
+            model,
             "--env-file",
             str(env_file),
             "--unit",
@@ -96,6 +99,50 @@ def engine(tmp_path_factory):
         except OSError:
             pass
         assert proc.poll() is None and time.monotonic() < deadline, "transformers serve did not start"
+        time.sleep(0.5)
+    yield proc, port
+    proc.send_signal(signal.SIGCONT)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def embed_engine(tmp_path_factory):
+    """The CPU embeddings engine (files/embeddings_server.py, as llm_server runs it for an embed
+    model) with the tiny generated embedding model, served as tiny-embed."""
+    if not TINY_MODEL.exists():
+        pytest.skip("needs the controller venv's aimachine-tiny-model")
+    tmp = tmp_path_factory.mktemp("embed")
+    subprocess.run(
+        [str(TINY_MODEL), "--role", "embed", str(tmp / "tiny-embed")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(EMBEDDINGS),
+            str(tmp / "tiny-embed"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "embeddings_server.py did not start"
         time.sleep(0.5)
     yield proc, port
     proc.send_signal(signal.SIGCONT)
@@ -163,3 +210,24 @@ def test_health_200_is_not_enough(tmp_path):
 def test_nothing_listening_is_left_to_systemd(tmp_path):
     done = _watchdog(tmp_path, _free_port())
     assert "nothing listens on the engine's port; left to systemd" in done.stdout
+
+
+@pytest.mark.e2e
+def test_an_embedding_engine_is_probed_by_embedding(embed_engine, tmp_path):
+    proc, port = embed_engine
+    # A completion probe would take the embedder's 404 for life; the embed probe asks for a vector.
+    refused = _watchdog(tmp_path, port, model="tiny-embed")
+    assert "the 1-token completion was refused (HTTP 404" in refused.stdout, refused.stdout
+    assert (
+        "embedded 1 text in" in _watchdog(tmp_path, port, "--probe", "embeddings", model="tiny-embed").stdout
+    )
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        first = _watchdog(tmp_path, port, "--probe", "embeddings", model="tiny-embed")
+        assert "no answer to a 1-text embedding within 3 s (failed probe 1 of 2)" in first.stdout, (
+            first.stdout
+        )
+        second = _watchdog(tmp_path, port, "--probe", "embeddings", model="tiny-embed")
+        assert "would restart: no answer to a 1-text embedding within 3 s, 2 probes in a row" in second.stdout
+    finally:
+        proc.send_signal(signal.SIGCONT)

@@ -3,10 +3,11 @@
 
 An engine can answer /health with 200 while it no longer generates (a huge prompt holding the CPU
 engine, a wedged GPU worker, a stopped process). systemd's timer runs this every minute: it sends
-one completion of one token with the key from the engine's 0600 EnvironmentFile (read here,
-never on a command line), and after --failures probes in a row without an answer within --timeout
-it restarts the unit, saying why in the journal. An engine that is not listening (starting, or dead:
-systemd's Restart= handles that) or a unit that is not active is left alone.
+one completion of one token (`--probe embeddings`: one embedding of one text, for an embedding
+model) with the key from the engine's 0600 EnvironmentFile (read here, never on a command line),
+and after --failures probes in a row without an answer within --timeout it restarts the unit,
+saying why in the journal. An engine that is not listening (starting, or dead: systemd's Restart=
+handles that) or a unit that is not active is left alone.
 
 Standard library only: it runs with the host's python3. Exit status 0 unless the restart failed.
 """
@@ -30,37 +31,47 @@ def read_key(env_file: Path) -> str:
     return ""
 
 
-def probe(base_url: str, model: str, key: str, timeout: float) -> tuple[str, str]:
+# What a probe asks: the smallest real request of the engine's kind.
+PROBES = {
+    # /v1/completions: every generating engine has it, chat template or not.
+    "completions": ("/v1/completions", "1-token completion", "generated 1 token", "choices"),
+    # An embedding model generates nothing (its /v1/completions is a 404): it embeds one text.
+    "embeddings": ("/v1/embeddings", "1-text embedding", "embedded 1 text", "data"),
+}
+
+
+def probe(base_url: str, model: str, key: str, timeout: float, kind: str = "completions") -> tuple[str, str]:
     """('ok' | 'down' | 'failed', what happened): down means nothing listens on the port."""
     url = urlsplit(base_url)
-    # /v1/completions: every generating engine has it, chat template or not.
-    body = json.dumps({"model": model, "prompt": "ok", "max_tokens": 1, "stream": False})
+    path, name, done, field = PROBES[kind]
+    request = {"prompt": "ok", "max_tokens": 1, "stream": False} if kind == "completions" else {"input": "ok"}
+    body = json.dumps({"model": model, **request})
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
     started = time.monotonic()
     try:
-        conn.request("POST", url.path.rstrip("/") + "/v1/completions", body=body, headers=headers)
+        conn.request("POST", url.path.rstrip("/") + path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
     except ConnectionRefusedError:
         return "down", "nothing listens on the engine's port"
     except TimeoutError:
-        return "failed", f"no answer to a 1-token completion within {timeout:g} s"
+        return "failed", f"no answer to a {name} within {timeout:g} s"
     except (OSError, http.client.HTTPException) as error:
-        return "failed", f"the 1-token completion failed: {error}"
+        return "failed", f"the {name} failed: {error}"
     finally:
         conn.close()
     took = time.monotonic() - started
     if 400 <= resp.status < 500:
         # Refused, but answered by the engine: alive (a model that does not generate, a key change).
-        return "ok", f"the 1-token completion was refused (HTTP {resp.status}, {took:.2f} s): {data[:200]!r}"
+        return "ok", f"the {name} was refused (HTTP {resp.status}, {took:.2f} s): {data[:200]!r}"
     if resp.status != 200:
-        return "failed", f"the 1-token completion answered HTTP {resp.status}: {data[:200]!r}"
+        return "failed", f"the {name} answered HTTP {resp.status}: {data[:200]!r}"
     try:
-        json.loads(data)["choices"][0]
+        json.loads(data)[field][0]
     except (ValueError, KeyError, IndexError, TypeError):
-        return "failed", f"the 1-token completion answered no choices: {data[:200]!r}"
-    return "ok", f"generated 1 token in {took:.2f} s"
+        return "failed", f"the {name} answered no {field}: {data[:200]!r}"
+    return "ok", f"{done} in {took:.2f} s"
 
 
 def health(base_url: str) -> str:
@@ -90,13 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds one probe may take")
     parser.add_argument("--failures", type=int, default=2, help="failed probes in a row before a restart")
     parser.add_argument("--state", type=Path, required=True, help="file keeping the count of failed probes")
+    parser.add_argument(
+        "--probe",
+        choices=sorted(PROBES),
+        default="completions",
+        help="the request a probe sends (the model's kind)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="say what it would do, restart nothing")
     args = parser.parse_args(argv)
 
     if not args.dry_run and not unit_active(args.unit):
         print(f"{args.unit} is not active; nothing to watch", flush=True)
         return 0
-    status, what = probe(args.url, args.model, read_key(args.env_file), args.timeout)
+    status, what = probe(args.url, args.model, read_key(args.env_file), args.timeout, args.probe)
     if status != "failed":
         args.state.unlink(missing_ok=True)
         print(f"{args.unit}: {what}" + ("; left to systemd" if status == "down" else ""), flush=True)
