@@ -7,6 +7,8 @@ generates nor answers /health) and checks the watchdog's own unit restarts it, s
 import json
 import time
 
+import pytest
+
 SERVICE = "aimachine-llm"
 WATCHDOG = "aimachine-llm-watchdog"
 ENV_FILE = "/etc/aimachine/aimachine-llm.env"
@@ -30,6 +32,19 @@ def test_engine_memory_is_capped_from_the_hosts_ram(host):
     props = _show(host, SERVICE, "MemoryHigh", "MemoryMax")
     for prop, share in (("MemoryHigh", 0.75), ("MemoryMax", 0.85)):
         assert int(props[prop]) == int(mem_kb // 1024 * share) * 1024 * 1024, props
+
+
+def test_the_embedders_watchdog_probes_with_an_embedding(host):
+    """An embedding model answers /v1/completions with 404: its watchdog asks for a vector instead."""
+    unit = "aimachine-llm-embed-watchdog"
+    if not host.file(f"/etc/systemd/system/{unit}.service").exists:
+        pytest.skip("no embedding model served here (one-model scenarios)")
+    exec_start = _show(host, f"{unit}.service", "ExecStart")["ExecStart"]
+    assert "--probe embeddings" in exec_start, exec_start
+    with host.sudo():
+        host.check_output(f"systemctl start {unit}.service")
+        journal = host.check_output(f"journalctl -u {unit} --no-pager -o cat")
+    assert "embedded 1 text in" in journal, journal[-2000:]
 
 
 def test_watchdog_timer_probes_with_a_real_generation(host):
