@@ -140,6 +140,7 @@ def test_cli_canonical_and_wrong_fills_on_every_problem(tmp_path: Path) -> None:
     good, samples = _quality(tmp_path / "canonical", "--solutions", "canonical", "--suites", "infill")
     infill = good["suites"]["infill"]
     assert (infill["problems"], infill["pass@1"], infill["exact_match"]) == (164, 1.0, 1.0)
+    assert infill["untested_spans"] == 0
     assert all(s["span_tested"] for s in samples)
     bad, samples = _quality(tmp_path / "wrong", "--solutions", "wrong", "--suites", "infill")
     assert bad["suites"]["infill"]["pass@1"] == 0.0

@@ -3,8 +3,9 @@ place (roles/systemd_sandbox/filter_plugins/systemd_sandbox.py, issue 20 point 2
 
 data/units/<name> is each unit as the role's own template rendered it before the move (recorded
 with unit_render.py, before the templates changed); the unit rendered now must hold the same
-directives, order and comments aside, but for the differences listed here, each a setting
-systemd already applies by default (so behaviour is unchanged).
+directives, order and comments aside, but for the differences listed here: each a setting
+systemd already applies by default (so behaviour is unchanged), except the verify unit's device
+cgroup, added on purpose.
 """
 
 from __future__ import annotations
@@ -27,8 +28,28 @@ ADDED = {
     "ray-head": ["DevicePolicy=closed"],
     "frontdoor-firewall": ["KeyringMode=private", "DevicePolicy=closed"],
     "frontdoor-nginx-hardening": ["AmbientCapabilities="],
-    "verify": ["KeyringMode=private"],
-    "verify-noseccomp": ["KeyringMode=private"],
+    # verify: the device cgroup closed but for NVIDIA's nodes (added on purpose: its capabilities
+    # could switch to the disk group otherwise).
+    "verify": [
+        "KeyringMode=private",
+        "DevicePolicy=closed",
+        "DeviceAllow=char-nvidia-frontend rw",
+        "DeviceAllow=char-nvidia-uvm rw",
+        "DeviceAllow=char-nvidia-caps r",
+        "DeviceAllow=/dev/nvidiactl rw",
+        "DeviceAllow=/dev/nvidia-uvm rw",
+        "DeviceAllow=/dev/nvidia-uvm-tools rw",
+    ],
+    "verify-noseccomp": [
+        "KeyringMode=private",
+        "DevicePolicy=closed",
+        "DeviceAllow=char-nvidia-frontend rw",
+        "DeviceAllow=char-nvidia-uvm rw",
+        "DeviceAllow=char-nvidia-caps r",
+        "DeviceAllow=/dev/nvidiactl rw",
+        "DeviceAllow=/dev/nvidia-uvm rw",
+        "DeviceAllow=/dev/nvidia-uvm-tools rw",
+    ],
 }
 
 

@@ -186,6 +186,9 @@ def record_snippets(job: dict) -> dict:
     def recorder(*args: object, **kwargs: object) -> object:
         if depth[0]:
             return reference(*args, **kwargs)
+        if not calls:
+            # Replayed outside the answer, a setup's call would have no answer to replay.
+            raise RuntimeError(f"it calls {job['entry']}: only the tests may (move the call into a test)")
         calls[-1].append(_dumps([args, kwargs], refs))
         depth[0] += 1
         state = random.getstate()

@@ -304,6 +304,8 @@ def latency_summary(run: SuiteRun) -> dict[str, object]:
         "ttft_ms": _percentiles(ttft),
         "total_ms": _percentiles(total),
         "exact_match": round(sum(matched) / len(matched), 4) if matched else None,
+        # Spans no test reaches (every seeded draw passed with a raising fill): any fill passes them.
+        "untested_spans": sum(1 for r in run.records if r.get("span_tested") is False),
         "span_lines_mean": round(
             sum(int(r["span_lines"][1]) for r in run.records) / len(run.records),
             2,  # type: ignore[index]

@@ -176,10 +176,12 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
             header + yaml.safe_dump(settings, sort_keys=False), encoding="utf-8"
         )
         context = chat["max_model_len"] or None
+        # The prompt and the answer share the served context: a full prompt leaves no room to answer.
+        output = min(AIDER_MAX_OUTPUT, context // 2) if context else AIDER_MAX_OUTPUT
         metadata = {
             aider_name: {
-                "max_input_tokens": context,
-                "max_output_tokens": min(AIDER_MAX_OUTPUT, context // 2) if context else AIDER_MAX_OUTPUT,
+                "max_input_tokens": context - output if context else None,
+                "max_output_tokens": output,
                 "max_tokens": context,
                 "input_cost_per_token": 0.0,
                 "output_cost_per_token": 0.0,
