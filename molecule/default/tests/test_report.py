@@ -254,16 +254,25 @@ def test_every_client_file_works_on_the_controller(host, fetched, tmp_path):
         assert response.status_code == 200, (base_url, model, response.text[:300])
 
 
-def test_each_served_model_has_its_results_and_section(fetched):
+def test_each_served_model_has_its_results_and_section(host, fetched):
     """Issue 16.6: the autocomplete model's infill suite and the embedder's retrieval check ran on
-    the host (quick mode: 20 masked spans; all 163 queries), and the report has a section for each."""
+    the host (molecule's quick settings: 2 masked spans; all 163 queries), and the report has a
+    section for each. One-model scenarios (debian13) serve neither."""
+    served = {
+        role
+        for role in ("autocomplete", "embed")
+        if host.file(f"/etc/systemd/system/aimachine-llm-{role}.service").exists
+    }
+    if not served:
+        pytest.skip("one served model here: no autocomplete or embedding model")
+    assert served == {"autocomplete", "embed"}, served
     summaries = {p.parents[1].name: _json(p) for p in (fetched / "models").glob("*/quality/summary.json")}
     by_suite = {suite: (name, s["suites"][suite]) for name, s in summaries.items() for suite in s["suites"]}
     assert set(by_suite) == {"infill", "retrieval"}, summaries.keys()
     report = (fetched / "report.md").read_text(encoding="utf-8")
 
     name, infill = by_suite["infill"]
-    assert infill["problems"] == 20
+    assert infill["problems"] == 2  # molecule/shared/group_vars: --limit 2
     assert 0.0 <= infill["pass@1"] <= 1.0
     # Every span was asked and timed, streamed: the typing user's budget.
     assert infill["ttft_ms"]["p99"] > 0 and infill["total_ms"]["p99"] >= infill["ttft_ms"]["p99"]
