@@ -151,7 +151,9 @@ def test_streamed_chat_completion_through_the_front_door(lan_address, ca, key):
     body = {
         "model": _model(lan_address, ca, key),
         "messages": [{"role": "user", "content": "def add(a, b):"}],
-        "max_tokens": 16,
+        # Enough tokens that generating them takes well over the 0.05 s checked below (16 took
+        # 0.049 s once on a fast run: a flake, not buffering).
+        "max_tokens": 64,
         "stream": True,
     }
     conn.request(
