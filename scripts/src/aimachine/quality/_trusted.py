@@ -29,6 +29,7 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import plain
@@ -112,6 +113,40 @@ def _apply_args_after(args: tuple, after: object) -> None:
             old.update(new)
 
 
+def _answer(
+    key: str,
+    args: tuple,
+    *,
+    table: dict[str, list[int]],
+    used: dict[str, int],
+    answers: dict[int, object],
+    fail: Callable[[str, str], ReplayFailure],
+    refs: list[object] | None = None,
+) -> object:
+    """The candidate's recorded answer to the call `key` (the n-th such call: its n-th answer)."""
+    indexes = table.get(key)
+    if not indexes:
+        raise fail("unrecorded_call", f"the tests made a call the reference did not: {key[:120]}")
+    position = min(used.get(key, 0), len(indexes) - 1)
+    used[key] = position + 1
+    answer = answers.get(indexes[position])
+    if not isinstance(answer, dict):
+        raise fail("no_result", f"no answer from the candidate for call {indexes[position]}")
+    if "raise" in answer:
+        name = str(answer["raise"])[:80]
+        kind = _exception_type(name)
+        if kind is None:
+            raise RuntimeError(f"the candidate raised {name}")
+        raise kind(f"raised by the candidate ({name})")
+    try:
+        value = plain.decode(answer.get("value"))
+        if "args_after" in answer:
+            _apply_args_after(args, plain.decode(answer["args_after"], refs=refs))
+    except plain.NotPlain as error:
+        raise fail("not_plain", f"the candidate returned {error}") from None
+    return value
+
+
 def replay(job: dict) -> dict:
     answers = {int(index): answer for index, answer in job["answers"]}
     table: dict[str, list[int]] = {}
@@ -130,27 +165,7 @@ def replay(job: dict) -> dict:
             key = plain.dumps([args, kwargs])
         except plain.NotPlain as error:
             raise fail("unrecorded_call", f"call with arguments that are not plain data: {error}") from None
-        indexes = table.get(key)
-        if not indexes:
-            raise fail("unrecorded_call", f"the tests made a call the reference did not: {key[:120]}")
-        position = min(used.get(key, 0), len(indexes) - 1)
-        used[key] = position + 1
-        answer = answers.get(indexes[position])
-        if not isinstance(answer, dict):
-            raise fail("no_result", f"no answer from the candidate for call {indexes[position]}")
-        if "raise" in answer:
-            name = str(answer["raise"])[:80]
-            kind = _exception_type(name)
-            if kind is None:
-                raise RuntimeError(f"the candidate raised {name}")
-            raise kind(f"raised by the candidate ({name})")
-        try:
-            value = plain.decode(answer.get("value"))
-            if "args_after" in answer:
-                _apply_args_after(args, plain.decode(answer["args_after"]))
-        except plain.NotPlain as error:
-            raise fail("not_plain", f"the candidate returned {error}") from None
-        return value
+        return _answer(key, args, table=table, used=used, answers=answers, fail=fail)
 
     namespace: dict = {"__name__": GLOBALS_NAME}
     if job["context"]:
@@ -239,27 +254,9 @@ def replay_snippets(job: dict) -> dict:
             key = _dumps([args, kwargs], refs)
         except plain.NotPlain as error:
             raise fail("unrecorded_call", f"call the reference did not make: {error}") from None
-        indexes = state["table"].get(key)
-        if not indexes:
-            raise fail("unrecorded_call", f"the tests made a call the reference did not: {key[:120]}")
-        position = min(state["used"].get(key, 0), len(indexes) - 1)
-        state["used"][key] = position + 1
-        answer = answers.get(indexes[position])
-        if not isinstance(answer, dict):
-            raise fail("no_result", f"no answer from the candidate for call {indexes[position]}")
-        if "raise" in answer:
-            name = str(answer["raise"])[:80]
-            kind = _exception_type(name)
-            if kind is None:
-                raise RuntimeError(f"the candidate raised {name}")
-            raise kind(f"raised by the candidate ({name})")
-        try:
-            value = plain.decode(answer.get("value"))
-            if "args_after" in answer:
-                _apply_args_after(args, plain.decode(answer["args_after"], refs=refs.objects))
-        except plain.NotPlain as error:
-            raise fail("not_plain", f"the candidate returned {error}") from None
-        return value
+        return _answer(
+            key, args, table=state["table"], used=state["used"], answers=answers, fail=fail, refs=refs.objects
+        )
 
     namespace: dict = {"__name__": GLOBALS_NAME, job["entry"]: replayed}
     random.seed(SEED)
