@@ -72,6 +72,24 @@ def _watchdog(
     return done
 
 
+def _serving(proc: subprocess.Popen, port: int, what: str):
+    """Wait for the engine's /health, hand it to the tests, stop it after them (even SIGSTOPped)."""
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, f"{what} did not start"
+        time.sleep(0.5)
+    yield proc, port
+    proc.send_signal(signal.SIGCONT)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     """transformers serve with the tiny model, loaded under its served name (a relative symlink in
@@ -90,20 +108,7 @@ def engine(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "transformers serve did not start"
-        time.sleep(0.5)
-    yield proc, port
-    proc.send_signal(signal.SIGCONT)
-    proc.terminate()
-    proc.wait(timeout=30)
+    yield from _serving(proc, port, "transformers serve")
 
 
 @pytest.fixture(scope="module")
@@ -134,20 +139,7 @@ def embed_engine(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "embeddings_server.py did not start"
-        time.sleep(0.5)
-    yield proc, port
-    proc.send_signal(signal.SIGCONT)
-    proc.terminate()
-    proc.wait(timeout=30)
+    yield from _serving(proc, port, "embeddings_server.py")
 
 
 class _HangingGeneration(BaseHTTPRequestHandler):
