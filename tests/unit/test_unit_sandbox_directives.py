@@ -19,6 +19,18 @@ from unit_render import PLAYBOOK, REPO, UNITS, render_units
 
 DATA = Path(__file__).parent / "data" / "units"
 
+# The verify unit's device cgroup, closed but for NVIDIA's nodes, is added on purpose: its
+# capabilities could switch to the disk group otherwise.
+VERIFY_ADDED = [
+    "KeyringMode=private",
+    "DevicePolicy=closed",
+    "DeviceAllow=char-nvidia-frontend rw",
+    "DeviceAllow=char-nvidia-uvm rw",
+    "DeviceAllow=char-nvidia-caps r",
+    "DeviceAllow=/dev/nvidiactl rw",
+    "DeviceAllow=/dev/nvidia-uvm rw",
+    "DeviceAllow=/dev/nvidia-uvm-tools rw",
+]
 # PrivateDevices=yes implies DevicePolicy=closed; KeyringMode=private is the system manager's
 # default; AmbientCapabilities= empty is the default (systemd.exec(5)).
 ADDED = {
@@ -28,28 +40,8 @@ ADDED = {
     "ray-head": ["DevicePolicy=closed"],
     "frontdoor-firewall": ["KeyringMode=private", "DevicePolicy=closed"],
     "frontdoor-nginx-hardening": ["AmbientCapabilities="],
-    # verify: the device cgroup closed but for NVIDIA's nodes (added on purpose: its capabilities
-    # could switch to the disk group otherwise).
-    "verify": [
-        "KeyringMode=private",
-        "DevicePolicy=closed",
-        "DeviceAllow=char-nvidia-frontend rw",
-        "DeviceAllow=char-nvidia-uvm rw",
-        "DeviceAllow=char-nvidia-caps r",
-        "DeviceAllow=/dev/nvidiactl rw",
-        "DeviceAllow=/dev/nvidia-uvm rw",
-        "DeviceAllow=/dev/nvidia-uvm-tools rw",
-    ],
-    "verify-noseccomp": [
-        "KeyringMode=private",
-        "DevicePolicy=closed",
-        "DeviceAllow=char-nvidia-frontend rw",
-        "DeviceAllow=char-nvidia-uvm rw",
-        "DeviceAllow=char-nvidia-caps r",
-        "DeviceAllow=/dev/nvidiactl rw",
-        "DeviceAllow=/dev/nvidia-uvm rw",
-        "DeviceAllow=/dev/nvidia-uvm-tools rw",
-    ],
+    "verify": VERIFY_ADDED,
+    "verify-noseccomp": VERIFY_ADDED,
 }
 
 
