@@ -249,3 +249,19 @@ async def serve_app(app: Any, check: Callable[[str], Awaitable[Any]], ssl_contex
         return await check(f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}")
     finally:
         await runner.cleanup()
+
+
+def sandbox_executor(settings: Any) -> Iterator[Any]:
+    """An Executor on a sandbox opened with `settings` (skips where the machine has none), for a
+    module fixture to `yield from`; closed after the module's tests."""
+    from aimachine.quality.execution import Executor
+    from aimachine.quality.sandbox import Sandbox, SandboxError
+
+    try:
+        box = Sandbox.open(settings)
+    except SandboxError as error:
+        pytest.skip(f"no sandbox on this machine: {error}")
+    pool = Executor(box)
+    yield pool
+    pool.close()
+    box.close()

@@ -31,10 +31,10 @@ from aimachine.quality.infill import (
     mask_span,
     wrong_fill,
 )
-from aimachine.quality.sandbox import GIB, Limits, Sandbox, SandboxError, Settings
+from aimachine.quality.sandbox import GIB, Limits, Settings
 from aimachine.report import doc, render
 from aimachine.tinymodel import generate
-from conftest import render_with_model
+from conftest import render_with_model, sandbox_executor
 
 # A distinct range per test process: two test sessions on one machine must not share sandbox uids.
 UID_BASE = 2_000_300_000 + (os.getpid() % 50_000) * 8
@@ -49,14 +49,7 @@ def problems() -> list[Problem]:
 @pytest.fixture(scope="module")
 def executor() -> Iterator[Executor]:
     limits = Limits(timeout_s=8.0, cpu_s=8, memory_bytes=1 * GIB, nproc=16)
-    try:
-        box = Sandbox.open(Settings(limits=limits, workers=2, uid_base=UID_BASE))
-    except SandboxError as error:
-        pytest.skip(f"no sandbox on this machine: {error}")
-    pool = Executor(box)
-    yield pool
-    pool.close()
-    box.close()
+    yield from sandbox_executor(Settings(limits=limits, workers=2, uid_base=UID_BASE))
 
 
 # --- the spans -----------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 from aimachine.quality import plain
 from aimachine.quality.execution import Executor
-from aimachine.quality.sandbox import Limits, Sandbox, SandboxError, Settings
+from aimachine.quality.sandbox import Limits, Settings
 from aimachine.quality.scenarios import Scenario, load_scenarios, score_answer
+from conftest import sandbox_executor
 
 
 def _fenced(code: str) -> str:
@@ -108,18 +109,9 @@ WRONG_PROSE = {
 
 @pytest.fixture(scope="module")
 def executor() -> Iterator[Executor]:
-    try:
-        box = Sandbox.open(
-            Settings(
-                limits=Limits(timeout_s=10), workers=2, uid_base=2_000_400_000 + (os.getpid() % 50_000) * 8
-            )
-        )
-    except SandboxError as error:
-        pytest.skip(f"no sandbox on this machine: {error}")
-    pool = Executor(box)
-    yield pool
-    pool.close()
-    box.close()
+    yield from sandbox_executor(
+        Settings(limits=Limits(timeout_s=10), workers=2, uid_base=2_000_400_000 + (os.getpid() % 50_000) * 8)
+    )
 
 
 @pytest.fixture(scope="module")

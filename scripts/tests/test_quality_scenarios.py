@@ -12,7 +12,7 @@ import pytest
 from aimachine.quality import cli
 from aimachine.quality.execution import Executor
 from aimachine.quality.judge import judge_prompt, parse_verdict
-from aimachine.quality.sandbox import Sandbox, SandboxError, Settings
+from aimachine.quality.sandbox import Settings
 from aimachine.quality.scenarios import (
     BUILTIN_DIR,
     ScenarioError,
@@ -20,6 +20,7 @@ from aimachine.quality.scenarios import (
     load_scenarios,
     score_answer,
 )
+from conftest import sandbox_executor
 
 ORIGIN_IDS = [
     "sum_even_numbers",
@@ -65,16 +66,9 @@ reference_answer: |
 
 @pytest.fixture(scope="module")
 def executor() -> Iterator[Executor]:
-    try:
-        box = Sandbox.open(
-            Settings(workers=2, uid_base=2_000_300_000 + (__import__("os").getpid() % 50_000) * 8)
-        )
-    except SandboxError as error:
-        pytest.skip(f"no sandbox on this machine: {error}")
-    pool = Executor(box)
-    yield pool
-    pool.close()
-    box.close()
+    yield from sandbox_executor(
+        Settings(workers=2, uid_base=2_000_300_000 + (__import__("os").getpid() % 50_000) * 8)
+    )
 
 
 def test_the_five_origin_scenarios_ship_as_files() -> None:
