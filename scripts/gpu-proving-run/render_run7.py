@@ -7,6 +7,7 @@ playbooks/render-serving-config.yml writes for the lent H200 capped to a 16 GiB 
 max-model-len 32768; the only edit afterwards is the model path for the generated checkpoints.
 
 - profile.yaml: the 7B AWQ chat model as the appliance sizes it (max-num-seqs from the KV cache).
+- profile-256.yaml: profile.yaml with max_num_seqs 256 (vLLM's own default), port 8002 (run 9's A/B).
 - defaults.yaml: vLLM's defaults with the same cap, max-model-len, model, name and port.
 - spec-ngram.yaml, spec-suffix.yaml: profile.yaml with llm_server_vllm_speculation set.
 - chat.yaml, coder.yaml, embed.yaml: issue 16's bundle (llm_bundle_sizing on a 16 GiB card, each
@@ -111,6 +112,9 @@ def main() -> None:
     base = {"gpu_memory_utilization": CAP, "max_model_len": 32768}
     model, path, served = MODELS["chat"]
     predictions["profile"] = render(out, "profile", model, path, served, profile=base, gpus=[H200])
+    predictions["profile-256"] = render(
+        out, "profile-256", model, path, served, profile=dict(base, max_num_seqs=256), gpus=[H200], render_port=8002
+    )
     for method in ("ngram", "suffix"):
         predictions[f"spec-{method}"] = render(
             out, f"spec-{method}", model, path, served, profile=base, gpus=[H200], render_speculation=method

@@ -27,6 +27,10 @@
 #   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=570 bash scripts/gpu-proving-run/run7.sh a-defaults d-restart2 f-clients pack
 # Run 8 as made (session 7): calls 1-6; call 7 BUDGET=570 ... parts6 install a-profile f-clients d-import pack;
 #   call 8 BUDGET=570 ... a-defaults d-restart2 pack; call 9 BUDGET=300 ... d-restart3 pack
+# Run 9 (session 8: #15, the profile against vLLM's defaults with all three up at once, restarts
+#   forked, the one-file compile artifact): calls 1-6; call 7 carry [".gpu/p/dpart6", ".gpu/render7",
+#   ".gpu/tools"]: CHECKPOINTS=chat BUDGET=570 bash scripts/gpu-proving-run/run7.sh parts6 install g-start pack;
+#   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=570 ... g-rounds pack; BUDGET=570 ... g-restart g-mega pack
 # Issue 21 (needs nvidia-h200-x2, withheld now; prepared, not run): calls 1-7 on that kind, then
 #   carry [".gpu/render7", ".gpu/tools"]  command: bash scripts/gpu-proving-run/run7.sh t-tp2 pack
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +91,12 @@ ours() { local label=$1 port=$2 levels=$3 n=$4; shift 4
   OPENAI_API_KEY=$(key) python3 -m aimachine.bench.cli --base-url http://127.0.0.1:$port --model-dir $M \
     --concurrency "$levels" --num-requests "$n" --warmup 2 --temperature 0 --no-progress --output $R/ours-$label "$@" \
     > $R/ours-$label.txt 2>&1; log "ours $label rc=$?"; grep -E "^ +c?[0-9]+ |server:" $R/ours-$label.txt | head -24 | tee -a $R/summary.txt; }
+# vbx LABEL PORT LEVELS PROMPTS_PER_STREAM SECONDS: one vb, skipped when done, deferred without the time.
+vbx() { [ -e $R/done-vb-$1 ] && return 0; need "$5" || return 1
+  PROMPTS_PER_STREAM=$4 vb "$1" "$2" "$3" qwen2.5-7b-instruct && touch $R/done-vb-$1; }
+# timeline LABEL: vLLM's own lines of a start, for where its seconds go.
+timeline() { grep -hE "non-default args|Loading weights|Model loading took|torch.compile|Compil|compil|AOT|aot|artifact|Capturing CUDA|Graph capturing finished|init engine|KV cache size|Starting vLLM|Application startup" \
+    $R/vllm-$1.log | cut -c1-230 | tee $R/timeline-$1.txt | tee -a $R/summary.txt; }
 need() { if [ "$(left)" -lt "$1" ]; then log "step $step deferred: needs ~$1 s, $(left) s left (run the same command again)"; return 1; fi; }
 
 for step in "$@"; do
@@ -114,8 +124,12 @@ EOF
       mkdir -p /var/lib/aimachine/models /var/lib/aimachine/server /etc/aimachine
       install -m 0600 $G/aimachine-llm.env $ENVF
       python3 scripts/gpu-proving-run/make_checkpoint.py qwen2.5-7b-awq /tmp/model || exit 1
-      python3 scripts/gpu-proving-run/make_checkpoint.py qwen2.5-coder-1.5b-awq /tmp/m-coder || exit 1
-      python3 scripts/gpu-proving-run/make_checkpoint.py qwen3-embedding-0.6b /tmp/m-embed || exit 1
+      mkdir -p /tmp/m-coder /tmp/m-embed
+      # CHECKPOINTS=chat (run 9): the 7B only; the bundle's two small models are not served then.
+      if [ "${CHECKPOINTS:-all}" = all ]; then
+        python3 scripts/gpu-proving-run/make_checkpoint.py qwen2.5-coder-1.5b-awq /tmp/m-coder || exit 1
+        python3 scripts/gpu-proving-run/make_checkpoint.py qwen3-embedding-0.6b /tmp/m-embed || exit 1
+      fi
       for d in /tmp/model /tmp/m-coder /tmp/m-embed; do cp .gpu/tools/stand-in-tokenizer/* $d/; done
       cp -f .gpu/tools/tok152k/* /tmp/model/; cp -f .gpu/tools/tok152k/* /tmp/m-coder/
       # The coder's vocabulary is 151,936: no token id of a prompt may reach past it (an embedding
@@ -251,13 +265,50 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
       [ $rc = 0 ] && vb tp2 8000 1,4,16,32 qwen2.5-14b-instruct /tmp/m-14b
       [ $rc = 0 ] && M=/tmp/m-14b ours tp2 8000 1,4,16,32 64 --input-len 512 --output-len 128 --ignore-eos yes
       stop_all; unset CUDA_VISIBLE_DEVICES ;;
+    # Run 9 (#15): the profile as sized (128 sequences here), the same with 256 (vLLM's own default)
+    # and vLLM's defaults, all three up at once, each capped to a 16 GiB card's budget (idle
+    # neighbours cost nothing: run 7), benchmarked in turn so drift and order fall on all alike.
+    # They share the compile cache (max-num-seqs is not in vLLM's compile hash): one cold start.
+    g-start) need 400 || continue; stop_all
+      start profile "$(cfg profile)" 8000 || rc=1
+      c=$(cfg defaults); sed -i 's/^port: .*/port: 8001/' "$c"
+      [ $rc = 0 ] && { start defaults "$c" 8001 || rc=1; }
+      [ $rc = 0 ] && { start p256 "$(cfg profile-256)" 8002 || rc=1; }
+      nvidia-smi --query-compute-apps=pid,used_memory --format=csv | tee -a $R/summary.txt ;;
+    g-rounds)
+      for x in profile-r1:8000 defaults-r1:8001 p256-r1:8002 p256-r2:8002 defaults-r2:8001 profile-r2:8000; do
+        vbx "${x%:*}" "${x#*:}" 1,4,16,32,64,4:8192:256 8 85 || { rc=1; break; }
+      done
+      # 4 streams, where run 8 lost: three more turns each, 16 prompts a stream, the order rotated.
+      [ $rc = 0 ] && for x in profile-c4a:8000 defaults-c4a:8001 p256-c4a:8002 defaults-c4b:8001 p256-c4b:8002 profile-c4b:8000 \
+          p256-c4c:8002 profile-c4c:8000 defaults-c4c:8001; do
+        vbx "${x%:*}" "${x#*:}" 4 16 25 || { rc=1; break; }
+      done ;;
+    # Restarts with caches kept, the engine core forked (the unit's environment), one server at a
+    # time: the import bound first, then each profile twice, alternating.
+    g-restart) need 150 || continue; stop_all
+      python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, bytecode cached: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      for x in profile:8000:fork-a profile-256:8002:fork256-a profile:8000:fork-b profile-256:8002:fork256-b; do
+        l=${x##*:}; [ -e $R/done-$l ] && continue; need 70 || { rc=1; break; }
+        y=${x%:*}; start "restart-$l" "$(cfg ${y%:*})" "${y#*:}" || rc=1; timeline "restart-$l"; stop "${y#*:}"
+        [ $rc = 0 ] && touch $R/done-$l
+      done ;;
+    # vLLM's one-file compile artifact (VLLM_USE_MEGA_AOT_ARTIFACT, default on only from torch
+    # 2.12): a cold start writes it (its own cache key), a restart loads it; then a short bench.
+    g-mega) need 330 || continue; stop_all
+      START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start mega-cold "$(cfg profile)" 8000 || rc=1; timeline mega-cold; stop 8000
+      [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start mega-warm "$(cfg profile)" 8000 || rc=1; timeline mega-warm; }
+      [ $rc = 0 ] && [ "$(left)" -gt 40 ] && PROMPTS_PER_STREAM=8 vb mega 8000 1,16 qwen2.5-7b-instruct
+      stop_all ;;
     stop) stop_all ;;
     pack)
       python3 - <<'EOF' 2>&1 | tee $R/kv-check.txt | tee -a $R/summary.txt
 import json, re, pathlib
 pred = json.loads(pathlib.Path(".gpu/render7/predictions.json").read_text())
 names = {"profile": "profile", "restart": "profile", "e7mb": "profile", "restart-sampled": "profile",
-         "restart-nobytecode": "profile", "clients": "profile", "restart-fork": "profile", "restart-inproc": "profile", "defaults": None, "ngram": "spec-ngram",
+         "restart-nobytecode": "profile", "clients": "profile", "restart-fork": "profile", "restart-inproc": "profile",
+         "p256": "profile-256", "restart-fork-a": "profile", "restart-fork-b": "profile", "restart-fork256-a": "profile-256",
+         "restart-fork256-b": "profile-256", "mega-cold": "profile", "mega-warm": "profile", "defaults": None, "ngram": "spec-ngram",
          "suffix": "spec-suffix", "chat": "chat", "coder": "coder", "embed": "embed", "tp2": "tp2-14b"}
 for log in sorted(pathlib.Path("/tmp/r7").glob("vllm-*.log")):
     label = log.stem.removeprefix("vllm-")
