@@ -71,7 +71,7 @@ def test_default_config_for_a_16gb_card():
         "tool-call-parser": "hermes",
         "generation-config": "auto",
     }
-    assert "KV cache 5.91 GiB, which holds 110720 tokens at 57344 B/token" in text
+    assert "KV cache 5.92 GiB, which holds 110880 tokens at 57344 B/token" in text
     assert "CUDA graphs 0.95" in text
     assert "speculative-config" not in config
 

@@ -61,11 +61,13 @@ WEIGHTS_SURPLUS_16BIT = 0.02
 # vLLM's own "fit" figure keeps 150 MiB spare because its profiling "may slightly underestimate"
 # (redundancy_buffer_memory, vllm/v1/worker/gpu_worker.py); the prediction keeps the same.
 PROFILING_BUFFER_BYTES = 150 * MIB
-# vLLM's profiling peak: a fixed part that equals the 16-bit output head (vocab x hidden x 2 B:
-# 1.01 GiB for the 7B, 0.43 GiB for the 1.5B, 0.29 GiB for the 0.6B; measured 1.04-1.13, 0.45 and
-# 0.30 GiB) plus float32 hidden states for the batched tokens (the 7B: 1.04 GiB at 2,048 tokens,
-# 1.13 GiB at 8,192) or the sampler's float32 logits and probabilities for every sequence,
-# whichever is larger (16, 24 and 136 sequences measured the same 1.13 GiB), and this margin.
+# vLLM's profiling peak: the larger of (a) a fixed part that equals the 16-bit output head (vocab x
+# hidden x 2 B: 1.01 GiB for the 7B, 0.43 GiB for the 1.5B, 0.29 GiB for the 0.6B; measured
+# 1.04-1.13, 0.45 and 0.30 GiB) plus float32 hidden states for the batched tokens (the 7B: 1.04 GiB
+# at 2,048 tokens, 1.13 GiB at 8,192) and (b) the sampler's float32 logits and probabilities for
+# every sequence, which vLLM's dummy sampler run allocates after the forward pass has freed its
+# own (16, 24, 128, 136, 256 and 1,024 sequences measured 1.03-1.13 GiB: runs 7 and 9), plus this
+# margin.
 ACTIVATION_MARGIN_BYTES = 16 * MIB
 # When the model's shapes are unknown: the 7B's peak plus a quarter GiB.
 ACTIVATION_FALLBACK_BYTES = GIB + GIB // 4
@@ -316,10 +318,10 @@ def _capability(value: Any) -> tuple[int, int] | None:
 def _activation_bytes(
     props: Mapping[str, Any], tokens: int, seqs: int, tp: int, pooling: bool = False
 ) -> tuple[int, str]:
-    """Peak of vLLM's profiling pass: the 16-bit output head's size (vocab x hidden x 2 B), plus
-    the larger of float32 hidden states for the batched tokens and the sampler's float32 logits
-    and probabilities for every sequence (none for a pooling model), plus a margin. Calibrated on
-    the recorded starts (docs/sizing.md); `tp` does not enter (measured on one GPU only)."""
+    """Peak of vLLM's profiling pass: the larger of the 16-bit output head's size (vocab x hidden x
+    2 B) plus float32 hidden states for the batched tokens, and the sampler's float32 logits and
+    probabilities for every sequence (none for a pooling model), plus a margin. Calibrated on the
+    recorded starts (docs/sizing.md); `tp` does not enter (measured on one GPU only)."""
     hidden = _get(props, "hidden_size")
     inter = _get(props, "intermediate_size")
     vocab = _get(props, "vocab_size")
@@ -331,10 +333,10 @@ def _activation_bytes(
     head = vocab_i * hidden_i * 2
     per_token = tokens * hidden_i * 4
     sampler = 0 if pooling else seqs * vocab_i * 4 * 2
-    formula = f"head {vocab_i} x {hidden_i} x 2 B + max({tokens} tokens x {hidden_i} x 4 B"
+    formula = f"max(head {vocab_i} x {hidden_i} x 2 B + {tokens} tokens x {hidden_i} x 4 B"
     formula += ", pooling: no sampler)" if pooling else f", {seqs} seqs x {vocab_i} x 4 B x 2)"
     formula += f" + {ACTIVATION_MARGIN_BYTES // MIB} MiB"
-    return head + max(per_token, sampler) + ACTIVATION_MARGIN_BYTES, formula
+    return max(head + per_token, sampler) + ACTIVATION_MARGIN_BYTES, formula
 
 
 def capture_size(wish: Any, seqs: int, batched: int, step_tokens: int = 1) -> int:
