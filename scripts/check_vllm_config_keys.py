@@ -9,6 +9,9 @@ Fails (exit 1) when a key is not a `vllm serve` option (renamed or removed flag)
 to false has no --no-<key> form (vLLM would silently drop it), when vLLM's parser rejects a value,
 when its serve-argument validation fails, or when the tool-call/reasoning parser is not one vLLM
 knows, or when a speculative-config is not a SpeculativeConfig (unknown field or method).
+A rendered EnvironmentFile (a path ending in .env) is checked too: every VLLM_* name in it must be
+one of the variables vLLM reads (vllm.envs), so a renamed or removed one fails instead of being
+ignored.
 Deprecated options are reported, and fail with --strict.
 """
 
@@ -150,9 +153,27 @@ def check_values(path: Path, parser: Any, config: dict[str, Any]) -> list[str]:
     return errors
 
 
+def check_env_file(path: Path) -> tuple[list[str], int]:
+    """(errors, how many VLLM_* names) for an EnvironmentFile's VLLM_* variables."""
+    from vllm import envs  # noqa: PLC0415
+
+    known = set(envs.environment_variables)
+    names = []
+    for line in path.read_text().splitlines():
+        name = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith("#") and name.startswith("VLLM_"):
+            names.append(name)
+    errors = []
+    for name in names:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            errors.append(f"{name} is not a variable vLLM reads" + (f" (did you mean {near[0]}?)" if near else ""))
+    return errors, len(names)
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("configs", nargs="+", type=Path, help="rendered vLLM config YAML files")
+    cli.add_argument("configs", nargs="+", type=Path, help="rendered vLLM config YAML (and .env) files")
     cli.add_argument("--strict", action="store_true", help="deprecated options fail too")
     args = cli.parse_args(argv)
 
@@ -162,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser, serve = build_serve_parser()
     failed = False
     for path in args.configs:
+        if path.suffix == ".env":
+            errors, count = check_env_file(path)
+            for error in errors:
+                print(f"{path}: error: {error}", file=sys.stderr)
+            failed = failed or bool(errors)
+            if not errors:
+                print(f"{path}: {count} VLLM_* variables are read by vLLM {vllm_version}")
+            continue
         if path.suffix not in (".yaml", ".yml"):
             print(f"{path}: vLLM only reads .yaml/.yml config files", file=sys.stderr)
             failed = True

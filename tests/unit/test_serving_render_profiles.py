@@ -101,3 +101,28 @@ def test_bundle_instances_render_with_their_share_and_role(tmp_path):
     done = _check(tmp_path / "embed/aimachine-llm.yaml")
     if done is not None:
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_env_file_writes_the_compile_artifact_setting_and_only_variables_vllm_reads(tmp_path):
+    """The EnvironmentFile writes VLLM_USE_MEGA_AOT_ARTIFACT either way (vLLM's own default differs by
+    torch version); with the pinned vLLM, every VLLM_* name in it is one vLLM reads, and a misspelt
+    one fails."""
+    envs = {}
+    for value in (True, False):
+        out = tmp_path / f"mega-{value}"
+        render_serving_config(json.dumps({"render_dir": str(out), "llm_server_vllm_mega_aot_artifact": value}))
+        envs[value] = out / "aimachine-llm.env"
+    lines = {value: path.read_text().splitlines() for value, path in envs.items()}
+    assert "VLLM_USE_MEGA_AOT_ARTIFACT=1" in lines[True]
+    assert "VLLM_USE_MEGA_AOT_ARTIFACT=0" in lines[False]
+    assert "VLLM_WORKER_MULTIPROC_METHOD=fork" in lines[True]
+    bogus = tmp_path / "bogus.env"
+    bogus.write_text(envs[True].read_text().replace("VLLM_USE_MEGA_AOT_ARTIFACT", "VLLM_USE_MEGA_AOT_ARTEFACT"))
+    done = _check(envs[True], bogus)
+    if done is None:
+        pytest.skip("set AIMACHINE_VLLM_PYTHON to a Python with the pinned vLLM")
+    assert done.returncode == 1, done.stdout + done.stderr
+    named = sum(1 for line in lines[True] if line.startswith("VLLM_"))
+    assert f"{envs[True]}: {named} VLLM_* variables are read by vLLM" in done.stdout
+    assert "VLLM_USE_MEGA_AOT_ARTEFACT is not a variable vLLM reads" in done.stderr
+    assert "did you mean VLLM_USE_MEGA_AOT_ARTIFACT?" in done.stderr
