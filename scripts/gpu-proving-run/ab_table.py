@@ -1,0 +1,137 @@
+"""Configs served at once and benchmarked in turn (run7.sh g-rounds): one table, one plot.
+
+Usage:
+  python ab_table.py csv VB_DIR OUT.csv      # vllm bench serve result files -> one row a run
+  python ab_table.py report OUT.csv [PNG]    # the ratios against the defaults, as markdown (+ plot)
+
+Result files are named CONFIG-TURN-cC-INPUTLEN.json (bench_levels.py). A level's figure for a
+config is the mean over its turns; the ratio is that mean over the defaults' mean. Every turn is
+a point in the plot, so the spread between turns of one config is in view beside the ratio.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+FIELDS = ("config", "turn", "streams", "input_len", "prompts", "output_tok_s", "ttft_p50_ms", "ttft_mean_ms",
+          "ttft_p99_ms", "tpot_mean_ms")  # fmt: skip
+
+
+def to_csv(vb_dir: Path, out: Path) -> int:
+    rows = []
+    for path in sorted(vb_dir.glob("*-*-c*-*.json")):
+        config, turn, level, ilen = path.stem.rsplit("-", 3)
+        if not turn or not level.startswith("c"):
+            continue
+        r = json.loads(path.read_text())
+        rows.append({
+            "config": config, "turn": turn, "streams": int(level[1:]), "input_len": int(ilen),
+            "prompts": r["completed"], "output_tok_s": round(r["output_throughput"], 1),
+            "ttft_p50_ms": round(r["median_ttft_ms"], 1), "ttft_mean_ms": round(r["mean_ttft_ms"], 1),
+            "ttft_p99_ms": round(r["p99_ttft_ms"], 1), "tpot_mean_ms": round(r["mean_tpot_ms"], 3),
+        })  # fmt: skip
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def load(path: Path) -> dict[tuple[int, int], dict[str, list[dict]]]:
+    levels: dict[tuple[int, int], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            levels[(int(row["input_len"]), int(row["streams"]))][row["config"]].append(row)
+    return levels
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(float(r[key]) for r in rows) / len(rows)
+
+
+def ratios(levels: dict, baseline: str = "defaults") -> list[dict]:
+    out = []
+    for (ilen, streams), by_config in sorted(levels.items()):
+        base = by_config.get(baseline)
+        if not base:
+            continue
+        for config, rows in sorted(by_config.items()):
+            if config == baseline:
+                continue
+            out.append({
+                "level": f"{streams}" if ilen == 512 else f"{streams}, {ilen // 1024}k prompts",
+                "config": config, "turns": len(rows),
+                "tok_s": [float(r["output_tok_s"]) for r in rows],
+                "base_tok_s": [float(r["output_tok_s"]) for r in base],
+                "ttft": [float(r["ttft_p50_ms"]) for r in rows],
+                "base_ttft": [float(r["ttft_p50_ms"]) for r in base],
+                "tput_ratio": _mean(rows, "output_tok_s") / _mean(base, "output_tok_s"),
+                "ttft_ratio": _mean(rows, "ttft_p50_ms") / _mean(base, "ttft_p50_ms"),
+                "ttft_mean_ratio": _mean(rows, "ttft_mean_ms") / _mean(base, "ttft_mean_ms"),
+            })  # fmt: skip
+    return out
+
+
+def markdown(rows: list[dict]) -> str:
+    def figures(values: list[float]) -> str:
+        return ", ".join(f"{v:,.0f}" if v >= 100 else f"{v:.1f}" for v in values)
+
+    head = (
+        "| streams | config | output tok/s, each turn / defaults | ratio | TTFT p50 ms, each turn / defaults"
+    )
+    lines = [head + " | ratio | TTFT mean ratio |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['level']} | {r['config']} | {figures(r['tok_s'])} / {figures(r['base_tok_s'])} | "
+            f"{r['tput_ratio']:.3f} | {figures(r['ttft'])} / {figures(r['base_ttft'])} | "
+            f"{r['ttft_ratio']:.3f} | {r['ttft_mean_ratio']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(levels: dict, png: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    keys = sorted(levels)
+    configs = sorted({c for by_config in levels.values() for c in by_config})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in (
+        (axes[0], "output_tok_s", "output tok/s"),
+        (axes[1], "ttft_p50_ms", "TTFT p50 (ms)"),
+    ):
+        for n, config in enumerate(configs):
+            for x, level in enumerate(keys):
+                rows = levels[level].get(config, [])
+                ys = [float(r[key]) / _mean(levels[level]["defaults"], key) for r in rows]
+                ax.scatter([x + (n - 1) * 0.18] * len(ys), ys, s=18, label=config if x == 0 else None,
+                           color=f"C{n}")  # fmt: skip
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.axhline(0.97 if key == "output_tok_s" else 1.05, color="red", lw=0.8, ls="--")
+        ax.set_xticks(range(len(keys)), [f"{s}" if i == 512 else f"{s}\n{i // 1024}k in" for i, s in keys])
+        ax.set_xlabel("streams")
+        ax.set_ylabel(f"{label}, each turn / defaults' mean")
+    axes[0].legend()
+    fig.suptitle("Configs served at once, benchmarked in turn (dashed: the issue's bound)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main() -> None:
+    if sys.argv[1] == "csv":
+        print(f"{to_csv(Path(sys.argv[2]), Path(sys.argv[3]))} runs -> {sys.argv[3]}")
+        return
+    levels = load(Path(sys.argv[2]))
+    print(markdown(ratios(levels)))
+    if len(sys.argv) > 3:
+        plot(levels, Path(sys.argv[3]))
+
+
+if __name__ == "__main__":
+    main()
