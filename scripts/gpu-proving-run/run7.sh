@@ -31,6 +31,10 @@
 #   forked, the one-file compile artifact): calls 1-6; call 7 carry [".gpu/p/dpart6", ".gpu/render7",
 #   ".gpu/tools"]: CHECKPOINTS=chat BUDGET=570 bash scripts/gpu-proving-run/run7.sh parts6 install g-start pack;
 #   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=570 ... g-rounds pack; BUDGET=570 ... g-restart g-mega pack
+# Run 10 (prepared, not run): calls 1-6; call 7 carry [".gpu/p/dpart6", ".gpu/render7", ".gpu/tools"]:
+#   CHECKPOINTS=chat BUDGET=580 bash scripts/gpu-proving-run/run7.sh parts6 install h-start pack;
+#   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=580 ... h-rounds pack (twice; it resumes);
+#   BUDGET=300 ... h-rounds h-restart pack. Then ab_table.py csv/report as for run 9.
 # Issue 21 (needs nvidia-h200-x2, withheld now; prepared, not run): calls 1-7 on that kind, then
 #   carry [".gpu/render7", ".gpu/tools"]  command: bash scripts/gpu-proving-run/run7.sh t-tp2 pack
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +304,33 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
       [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start mega-warm "$(cfg profile)" 8000 || rc=1; timeline mega-warm; }
       [ $rc = 0 ] && [ "$(left)" -gt 40 ] && PROMPTS_PER_STREAM=8 vb mega 8000 1,16 qwen2.5-7b-instruct
       stop_all ;;
+    # Run 10 (prepared in session 8, not run): the unit's environment now writes
+    # VLLM_USE_MEGA_AOT_ARTIFACT=1. The profile as deployed (with it), vLLM's defaults as vLLM 0.26
+    # starts them on torch 2.11 (without it) and the profile without it, all three up at once; every
+    # level twice, then 32 streams four more turns and one stream two more each (the median that
+    # jumped in run 9, and the artifact's single-stream cost), the order rotated; then two restarts.
+    h-start) need 420 || continue; stop_all
+      start profile "$(cfg profile)" 8000 || rc=1
+      c=$(cfg defaults); sed -i 's/^port: .*/port: 8001/' "$c"
+      [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start defaults "$c" 8001 || rc=1; }
+      c=$(cfg profile); cp "$c" $C/nomega.yaml; sed -i 's/^port: .*/port: 8002/' $C/nomega.yaml
+      [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start nomega $C/nomega.yaml 8002 || rc=1; }
+      nvidia-smi --query-compute-apps=pid,used_memory --format=csv | tee -a $R/summary.txt ;;
+    h-rounds)
+      for x in profile-r1:8000 defaults-r1:8001 nomega-r1:8002 nomega-r2:8002 defaults-r2:8001 profile-r2:8000; do
+        vbx "${x%:*}" "${x#*:}" 1,4,16,32,64,4:8192:256 8 85 || { rc=1; break; }
+      done
+      [ $rc = 0 ] && for t in a b c d; do for x in profile:8000 defaults:8001 nomega:8002; do
+        vbx "${x%:*}-c32$t" "${x#*:}" 32 16 30 || { rc=1; break 2; }
+      done; done
+      [ $rc = 0 ] && for x in nomega-c1a:8002 profile-c1a:8000 defaults-c1a:8001 defaults-c1b:8001 profile-c1b:8000 nomega-c1b:8002; do
+        vbx "${x%:*}" "${x#*:}" 1 8 25 || { rc=1; break; }
+      done ;;
+    h-restart) need 120 || continue; stop_all
+      python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, bytecode cached: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      for l in mega-a mega-b mega-c; do [ -e $R/done-$l ] && continue; need 50 || { rc=1; break; }
+        start "restart-$l" "$(cfg profile)" 8000 || rc=1; timeline "restart-$l"; stop 8000; [ $rc = 0 ] && touch $R/done-$l
+      done ;;
     stop) stop_all ;;
     pack)
       python3 - <<'EOF' 2>&1 | tee $R/kv-check.txt | tee -a $R/summary.txt
@@ -308,7 +339,8 @@ pred = json.loads(pathlib.Path(".gpu/render7/predictions.json").read_text())
 names = {"profile": "profile", "restart": "profile", "e7mb": "profile", "restart-sampled": "profile",
          "restart-nobytecode": "profile", "clients": "profile", "restart-fork": "profile", "restart-inproc": "profile",
          "p256": "profile-256", "restart-fork-a": "profile", "restart-fork-b": "profile", "restart-fork256-a": "profile-256",
-         "restart-fork256-b": "profile-256", "mega-cold": "profile", "mega-warm": "profile", "defaults": None, "ngram": "spec-ngram",
+         "restart-fork256-b": "profile-256", "mega-cold": "profile", "mega-warm": "profile", "nomega": "profile",
+         "restart-mega-a": "profile", "restart-mega-b": "profile", "restart-mega-c": "profile", "defaults": None, "ngram": "spec-ngram",
          "suffix": "spec-suffix", "chat": "chat", "coder": "coder", "embed": "embed", "tp2": "tp2-14b"}
 for log in sorted(pathlib.Path("/tmp/r7").glob("vllm-*.log")):
     label = log.stem.removeprefix("vllm-")
