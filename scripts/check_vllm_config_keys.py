@@ -167,7 +167,9 @@ def check_env_file(path: Path) -> tuple[list[str], int]:
     for name in names:
         if name not in known:
             near = difflib.get_close_matches(name, known, n=1)
-            errors.append(f"{name} is not a variable vLLM reads" + (f" (did you mean {near[0]}?)" if near else ""))
+            errors.append(
+                f"{name} is not a variable vLLM reads" + (f" (did you mean {near[0]}?)" if near else "")
+            )
     return errors, len(names)
 
 

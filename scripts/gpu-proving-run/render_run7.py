@@ -113,7 +113,14 @@ def main() -> None:
     model, path, served = MODELS["chat"]
     predictions["profile"] = render(out, "profile", model, path, served, profile=base, gpus=[H200])
     predictions["profile-256"] = render(
-        out, "profile-256", model, path, served, profile=dict(base, max_num_seqs=256), gpus=[H200], render_port=8002
+        out,
+        "profile-256",
+        model,
+        path,
+        served,
+        profile=dict(base, max_num_seqs=256),
+        gpus=[H200],
+        render_port=8002,
     )
     for method in ("ngram", "suffix"):
         predictions[f"spec-{method}"] = render(

@@ -110,14 +110,18 @@ def test_env_file_writes_the_compile_artifact_setting_and_only_variables_vllm_re
     envs = {}
     for value in (True, False):
         out = tmp_path / f"mega-{value}"
-        render_serving_config(json.dumps({"render_dir": str(out), "llm_server_vllm_mega_aot_artifact": value}))
+        render_serving_config(
+            json.dumps({"render_dir": str(out), "llm_server_vllm_mega_aot_artifact": value})
+        )
         envs[value] = out / "aimachine-llm.env"
     lines = {value: path.read_text().splitlines() for value, path in envs.items()}
     assert "VLLM_USE_MEGA_AOT_ARTIFACT=1" in lines[True]
     assert "VLLM_USE_MEGA_AOT_ARTIFACT=0" in lines[False]
     assert "VLLM_WORKER_MULTIPROC_METHOD=fork" in lines[True]
     bogus = tmp_path / "bogus.env"
-    bogus.write_text(envs[True].read_text().replace("VLLM_USE_MEGA_AOT_ARTIFACT", "VLLM_USE_MEGA_AOT_ARTEFACT"))
+    bogus.write_text(
+        envs[True].read_text().replace("VLLM_USE_MEGA_AOT_ARTIFACT", "VLLM_USE_MEGA_AOT_ARTEFACT")
+    )
     done = _check(envs[True], bogus)
     if done is None:
         pytest.skip("set AIMACHINE_VLLM_PYTHON to a Python with the pinned vLLM")
