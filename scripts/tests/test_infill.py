@@ -185,6 +185,8 @@ def test_infill_against_the_tiny_autocomplete_server(fim_server, model_run, prob
         assert s["extracted_code"] == assemble(span, s["fill"])
         t = s["time"]
         assert 0 < t["ttft_s"] <= t["request_s"] and t["exec_s"] >= 0
+        # Asked for (stream_options.include_usage), the server counts the completion's tokens.
+        assert 0 < s["usage"]["completion_tokens"] <= 12, s["usage"]
     # The streamed text is the server's own greedy answer to the same request, not streamed.
     first = samples[0]
     answer = httpx.post(

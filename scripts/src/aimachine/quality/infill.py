@@ -109,7 +109,9 @@ async def stream_completion(client: httpx.AsyncClient, url: str, payload: dict[s
     parts: list[str] = []
     finish = tokens = None
     try:
-        async with client.stream("POST", url, json={**payload, "stream": True}) as response:
+        # include_usage: vLLM then reports the completion's tokens in a last chunk (the bench asks the same).
+        body = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        async with client.stream("POST", url, json=body) as response:
             if response.status_code != 200:
                 body = (await response.aread()).decode(errors="replace")
                 raise EndpointError(f"POST {url} failed: HTTP {response.status_code}: {body[:300]}")
