@@ -445,3 +445,15 @@ def test_without_a_chat_model_only_the_files_that_need_none(tmp_path):
     assert [(m["model"], m["roles"]) for m in config["models"]] == [("embedder", ["embed"])]
     env = _source(tmp_path / "c" / "openai-env.sh")
     assert env["AIMACHINE_EMBED_MODEL"] == "embedder" and "AIMACHINE_CHAT_MODEL" not in env
+
+
+def test_a_reused_directory_keeps_no_earlier_deployments_files(tmp_path):
+    """The chat model was served, now only the embedder: Aider's, Codex's, Cline's and Claude Code's
+    files from the first run name a model that is gone; they are removed, not listed. Other files
+    in the directory are the user's and stay."""
+    out = tmp_path / "c"
+    write_clients(out, _endpoint(tmp_path, models=BUNDLE))
+    (out / "notes.txt").write_text("mine")
+    info = write_clients(out, _endpoint(tmp_path, model="embedder", models=BUNDLE[2:]))
+    assert sorted(info["files"]) == ["continue-config.yaml", "openai-env.sh"]
+    assert sorted(p.name for p in out.iterdir()) == ["continue-config.yaml", "notes.txt", "openai-env.sh"]

@@ -128,6 +128,10 @@ def write_clients(out: Path, endpoint: dict[str, Any]) -> dict[str, Any]:
     chat = _by_role(models, "chat")
     primary = chat or models[0]
     out.mkdir(parents=True, exist_ok=True)
+    # A reused directory may hold an earlier run's files for a model no longer served: they go, so
+    # what is there (and listed) is this deployment's.
+    for name in FILES:
+        (out / name).unlink(missing_ok=True)
     where_key = f"read from {key_file} when used" if key_file else f"from ${key_env}"
     header = f"# aimachine endpoint {base_url}; the key is not in this file ({key_env}, {where_key}).\n"
 
