@@ -181,7 +181,7 @@ def attacks(socket_targets: list[str], key_paths: list[str]) -> dict[str, str]:
 # -- running them in both modes ---------------------------------------------------------------------
 
 USER_SCRIPT = """
-import json, sys, types
+import json, os, sys, types
 sys.path.insert(0, {src!r})
 from aimachine.quality.execution import Executor
 from aimachine.quality.sandbox import Limits, Sandbox, Settings
@@ -197,6 +197,17 @@ for name, code in job["attacks"].items():
         "passed": verdict.passed, "kind": verdict.error_kind, "detail": verdict.error_detail,
         "stdout": result.stdout if result else "", "stderr": result.stderr[-2000:] if result else "",
     }}
+def caps(pid):
+    try:
+        with open(f"/proc/{{pid}}/status") as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+    except OSError:  # gone meanwhile
+        return {{"PPid": ""}}
+    return {{k: fields[k].strip() for k in ("Name", "PPid", "CapEff", "CapAmb")}}
+# The harness's own capabilities and those of the processes it keeps (the trusted workers).
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+children = [c for c in map(caps, pids) if c["PPid"] == str(os.getpid())]
+out["caps"] = {{"self": caps("self"), "children": children}}
 executor.close()
 box.close()
 print(json.dumps(out))
@@ -355,14 +366,15 @@ def outcome(
                 "stdout": result.stdout if result else "",
                 "stderr": result.stderr[-2000:] if result else "",
             }
-        isolation = box.isolation.as_dict()
+        isolation, caps = box.isolation.as_dict(), {}
         executor.close()
         box.close()
     else:
         settings = {"user": request.getfixturevalue("account")} if mode == "timer" else {}
         data = run_as_caller(mode, {"problem": _problem_job(problem), "attacks": codes, "settings": settings})
-        results, isolation = data["results"], data["isolation"]
-    return {"results": results, "isolation": isolation, "ipc_before": before, "ipc_after": _sysv()}
+        results, isolation, caps = data["results"], data["isolation"], data["caps"]
+    ipc = {"ipc_before": before, "ipc_after": _sysv()}
+    return {"results": results, "isolation": isolation, "caps": caps, **ipc}
 
 
 def _result(outcome: dict[str, object], name: str) -> dict[str, object]:
@@ -379,6 +391,21 @@ def test_isolation_recorded(outcome: dict[str, object], mode: str) -> None:
     assert iso["full"] is (mode != "user"), iso  # type: ignore[index]
     assert iso["host_uid"] == ("caller" if mode == "user" else "dedicated")  # type: ignore[index]
     assert iso["account"] == (ACCOUNT if mode == "timer" else "")  # type: ignore[index]
+
+
+def test_only_the_uid_switch_holds_the_harness_capabilities(outcome: dict[str, object], mode: str) -> None:
+    """Timer mode: the harness holds CAP_SETUID and CAP_SETGID (ambient, so inherited on exec); the
+    trusted workers it keeps, which read the candidate's answers, hold none."""
+    if mode == "root":
+        pytest.skip("root's children are root: nothing to hand down")
+    caps = outcome["caps"]
+    switch = 1 << 6 | 1 << 7  # CAP_SETGID, CAP_SETUID
+    held = int(caps["self"]["CapEff"], 16)  # type: ignore[index]
+    assert held & switch == (switch if mode == "timer" else 0), caps
+    workers = [c for c in caps["children"] if c["Name"].startswith("python")]  # type: ignore[index]
+    assert len(workers) >= 1, caps
+    for child in workers:
+        assert int(child["CapEff"], 16) == 0 and int(child["CapAmb"], 16) == 0, child
 
 
 def test_control_passes(outcome: dict[str, object]) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aimachine.quality import plain
-from aimachine.quality.sandbox import RunResult, Sandbox
+from aimachine.quality.sandbox import RunResult, Sandbox, without_capabilities
 
 if TYPE_CHECKING:  # only its attributes are used: this module runs under a bare system Python too
     from aimachine.quality.datasets import Problem
@@ -153,7 +153,8 @@ class TrustedWorker:
     def _start(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(TRUSTED), "serve", str(self._timeout)],
+                # It reads the candidate's answers: no capability of the harness goes with it.
+                without_capabilities([sys.executable, "-I", "-S", str(TRUSTED), "serve", str(self._timeout)]),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

@@ -262,7 +262,8 @@ def is_running(pid: int) -> bool:
 
 def bwrap_version(binary: str) -> str | None:
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
+        command = without_capabilities([binary, "--version"])
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return None
     words = out.stdout.split()
@@ -384,7 +385,7 @@ class Sandbox:
         for candidate in candidates:
             try:
                 out = subprocess.run(
-                    [candidate, "-I", "-c", INTERPRETER_PROBE],
+                    without_capabilities([candidate, "-I", "-c", INTERPRETER_PROBE]),
                     capture_output=True,
                     text=True,
                     timeout=30,
@@ -758,6 +759,16 @@ def can_switch_uid() -> bool:
         return False
     effective = int(line.split()[1], 16)
     return all(effective >> cap & 1 for cap in (CAP_SETUID, CAP_SETGID))
+
+
+def without_capabilities(command: list[str]) -> list[str]:
+    """`command` so that it starts with no capability: as the verify unit's user the harness holds
+    CAP_SETUID and CAP_SETGID as ambient capabilities, which every program it starts would inherit;
+    only the setpriv that switches to a sandbox uid needs them. Root keeps its own (its children
+    are root either way)."""
+    if os.geteuid() == 0 or not SETPRIV:
+        return command
+    return [SETPRIV, "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--", *command]
 
 
 def _switch_prefix(uid: int, gid: int) -> list[str]:

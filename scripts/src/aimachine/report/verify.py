@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from aimachine import endpoint
+from aimachine.quality.sandbox import without_capabilities
 from aimachine.report.capacity import AUTOCOMPLETE_SLO, CHAT_SLO, SLO_NAMES
 from aimachine.report.cli import _read_json, load_history, render
 from aimachine.report.gates import GateError, evaluate_gates
@@ -61,7 +62,7 @@ def engine_version(service: str, engine: str) -> str | None:
     """The engine package's version in the venv the unit actually runs (from its ExecStart)."""
     try:
         shown = subprocess.run(
-            ["systemctl", "show", "--property=ExecStart", "--value", service],
+            without_capabilities(["systemctl", "show", "--property=ExecStart", "--value", service]),
             capture_output=True,
             text=True,
             timeout=30,
@@ -76,7 +77,9 @@ def engine_version(service: str, engine: str) -> str | None:
     package = "vllm" if engine == "vllm" else "transformers"
     try:
         out = subprocess.run(
-            [str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+            without_capabilities(
+                [str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"]
+            ),
             capture_output=True,
             text=True,
             timeout=60,
@@ -358,7 +361,9 @@ def run(config: dict[str, Any], mode: str, force: bool) -> dict[str, Any]:
     for command in tool_commands(config, mode, out, Path(sys.executable).parent):
         if not health_by_model[command["model"]]["ok"]:
             continue
-        rc = _run_tool(command["argv"], command["log"])
+        # Only the quality tool switches uids (its sandbox); the bench gets no capability.
+        argv = command["argv"] if command["tool"] == "quality" else without_capabilities(command["argv"])
+        rc = _run_tool(argv, command["log"])
         retry = None
         if rc != 0 and command["tool"] == "quality" and _mbpp_unavailable(command["log"]):
             retry = without_mbpp(command["argv"])
