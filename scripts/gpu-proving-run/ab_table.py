@@ -2,10 +2,11 @@
 
 Usage:
   python ab_table.py csv VB_DIR OUT.csv      # vllm bench serve result files -> one row a run
-  python ab_table.py report OUT.csv [PNG]    # the ratios against the defaults, as markdown (+ plot)
+  python ab_table.py report OUT.csv [PNG] [BASELINE]   # ratios against BASELINE (defaults), + a plot
 
-Result files are named CONFIG-TURN-cC-INPUTLEN.json (bench_levels.py). A level's figure for a
-config is the mean over its turns; the ratio is that mean over the defaults' mean. Every turn is
+Result files are named CONFIG-TURN-cC-INPUTLEN.json (bench_levels.py); rows are in the order the
+runs were made. A level's figure for a config is the mean over its turns; the ratio is that mean
+over the baseline's mean. Every turn is
 a point in the plot, so the spread between turns of one config is in view beside the ratio.
 """
 
@@ -17,8 +18,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-FIELDS = ("config", "turn", "streams", "input_len", "prompts", "output_tok_s", "ttft_p50_ms", "ttft_mean_ms",
-          "ttft_p99_ms", "tpot_mean_ms")  # fmt: skip
+FIELDS = ("date", "config", "turn", "streams", "input_len", "prompts", "output_tok_s", "ttft_p50_ms",
+          "ttft_mean_ms", "ttft_p99_ms", "tpot_mean_ms")  # fmt: skip
 
 
 def to_csv(vb_dir: Path, out: Path) -> int:
@@ -29,11 +30,13 @@ def to_csv(vb_dir: Path, out: Path) -> int:
             continue
         r = json.loads(path.read_text())
         rows.append({
-            "config": config, "turn": turn, "streams": int(level[1:]), "input_len": int(ilen),
+            "date": r.get("date", ""), "config": config, "turn": turn, "streams": int(level[1:]),
+            "input_len": int(ilen),
             "prompts": r["completed"], "output_tok_s": round(r["output_throughput"], 1),
             "ttft_p50_ms": round(r["median_ttft_ms"], 1), "ttft_mean_ms": round(r["mean_ttft_ms"], 1),
             "ttft_p99_ms": round(r["p99_ttft_ms"], 1), "tpot_mean_ms": round(r["mean_tpot_ms"], 3),
         })  # fmt: skip
+    rows.sort(key=lambda row: (row["date"], row["config"], row["streams"]))
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
@@ -76,14 +79,13 @@ def ratios(levels: dict, baseline: str = "defaults") -> list[dict]:
     return out
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], baseline: str = "defaults") -> str:
     def figures(values: list[float]) -> str:
         return ", ".join(f"{v:,.0f}" if v >= 100 else f"{v:.1f}" for v in values)
 
-    head = (
-        "| streams | config | output tok/s, each turn / defaults | ratio | TTFT p50 ms, each turn / defaults"
-    )
-    lines = [head + " | ratio | TTFT mean ratio |", "|---|---|---|---|---|---|---|"]
+    head = f"| streams | config | output tok/s, each turn / {baseline} | ratio "
+    head += f"| TTFT p50 ms, each turn / {baseline} | ratio | TTFT mean ratio |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['level']} | {r['config']} | {figures(r['tok_s'])} / {figures(r['base_tok_s'])} | "
@@ -93,7 +95,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(levels: dict, png: Path) -> None:
+def plot(levels: dict, png: Path, baseline: str = "defaults") -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -109,14 +111,14 @@ def plot(levels: dict, png: Path) -> None:
         for n, config in enumerate(configs):
             for x, level in enumerate(keys):
                 rows = levels[level].get(config, [])
-                ys = [float(r[key]) / _mean(levels[level]["defaults"], key) for r in rows]
+                ys = [float(r[key]) / _mean(levels[level][baseline], key) for r in rows]
                 ax.scatter([x + (n - 1) * 0.18] * len(ys), ys, s=18, label=config if x == 0 else None,
                            color=f"C{n}")  # fmt: skip
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.axhline(0.97 if key == "output_tok_s" else 1.05, color="red", lw=0.8, ls="--")
         ax.set_xticks(range(len(keys)), [f"{s}" if i == 512 else f"{s}\n{i // 1024}k in" for i, s in keys])
         ax.set_xlabel("streams")
-        ax.set_ylabel(f"{label}, each turn / defaults' mean")
+        ax.set_ylabel(f"{label}, each turn / {baseline}' mean")
     axes[0].legend()
     fig.suptitle("Configs served at once, benchmarked in turn (dashed: the issue's bound)")
     fig.tight_layout()
@@ -128,9 +130,10 @@ def main() -> None:
         print(f"{to_csv(Path(sys.argv[2]), Path(sys.argv[3]))} runs -> {sys.argv[3]}")
         return
     levels = load(Path(sys.argv[2]))
-    print(markdown(ratios(levels)))
+    baseline = sys.argv[4] if len(sys.argv) > 4 else "defaults"
+    print(markdown(ratios(levels, baseline), baseline))
     if len(sys.argv) > 3:
-        plot(levels, Path(sys.argv[3]))
+        plot(levels, Path(sys.argv[3]), baseline)
 
 
 if __name__ == "__main__":

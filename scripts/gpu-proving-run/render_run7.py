@@ -7,7 +7,7 @@ playbooks/render-serving-config.yml writes for the lent H200 capped to a 16 GiB 
 max-model-len 32768; the only edit afterwards is the model path for the generated checkpoints.
 
 - profile.yaml: the 7B AWQ chat model as the appliance sizes it (max-num-seqs from the KV cache).
-- profile-256.yaml: profile.yaml with max_num_seqs 256 (vLLM's own default), port 8002 (run 9's A/B).
+- profile-256.yaml: profile.yaml with max_num_seqs 256 (vLLM's default below 70 GiB), port 8002 (run 9).
 - defaults.yaml: vLLM's defaults with the same cap, max-model-len, model, name and port.
 - spec-ngram.yaml, spec-suffix.yaml: profile.yaml with llm_server_vllm_speculation set.
 - chat.yaml, coder.yaml, embed.yaml: issue 16's bundle (llm_bundle_sizing on a 16 GiB card, each
@@ -108,6 +108,8 @@ def render(
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / ".gpu/render7")
     out.mkdir(parents=True, exist_ok=True)
+    # The first render writes the unit's environment afresh (an older one would be kept otherwise).
+    (out / "aimachine-llm.env").unlink(missing_ok=True)
     predictions: dict[str, dict] = {}
     base = {"gpu_memory_utilization": CAP, "max_model_len": 32768}
     model, path, served = MODELS["chat"]

@@ -27,10 +27,12 @@
 #   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=570 bash scripts/gpu-proving-run/run7.sh a-defaults d-restart2 f-clients pack
 # Run 8 as made (session 7): calls 1-6; call 7 BUDGET=570 ... parts6 install a-profile f-clients d-import pack;
 #   call 8 BUDGET=570 ... a-defaults d-restart2 pack; call 9 BUDGET=300 ... d-restart3 pack
-# Run 9 (session 8: #15, the profile against vLLM's defaults with all three up at once, restarts
-#   forked, the one-file compile artifact): calls 1-6; call 7 carry [".gpu/p/dpart6", ".gpu/render7",
-#   ".gpu/tools"]: CHECKPOINTS=chat BUDGET=570 bash scripts/gpu-proving-run/run7.sh parts6 install g-start pack;
-#   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=570 ... g-rounds pack; BUDGET=570 ... g-restart g-mega pack
+# Run 9 as made (session 8: #15, three configs up at once, forked restarts, the one-file compile
+#   artifact): calls 1-6; call 7 carry [".gpu/p/dpart6", ".gpu/render7", ".gpu/tools"]:
+#   CHECKPOINTS=chat BUDGET=580 bash scripts/gpu-proving-run/run7.sh parts6 install g-start pack;
+#   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=580 ... g-rounds pack; BUDGET=580 ... g-rounds g-restart pack;
+#   BUDGET=300 ... g-mega pack (its need lowered to 270 on the device); a last call by hand sourced
+#   these functions for one more restart with the artifact and a 1- and 4-stream bench (mega2).
 # Run 10 (prepared, not run): calls 1-6; call 7 carry [".gpu/p/dpart6", ".gpu/render7", ".gpu/tools"]:
 #   CHECKPOINTS=chat BUDGET=580 bash scripts/gpu-proving-run/run7.sh parts6 install h-start pack;
 #   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=580 ... h-rounds pack (twice; it resumes);
@@ -96,8 +98,10 @@ ours() { local label=$1 port=$2 levels=$3 n=$4; shift 4
     --concurrency "$levels" --num-requests "$n" --warmup 2 --temperature 0 --no-progress --output $R/ours-$label "$@" \
     > $R/ours-$label.txt 2>&1; log "ours $label rc=$?"; grep -E "^ +c?[0-9]+ |server:" $R/ours-$label.txt | head -24 | tee -a $R/summary.txt; }
 # vbx LABEL PORT LEVELS PROMPTS_PER_STREAM SECONDS: one vb, skipped when done, deferred without the time.
+# Done only when every level left its result file (vb's pipe ends in tee: its status says nothing).
 vbx() { [ -e $R/done-vb-$1 ] && return 0; need "$5" || return 1
-  PROMPTS_PER_STREAM=$4 vb "$1" "$2" "$3" qwen2.5-7b-instruct && touch $R/done-vb-$1; }
+  PROMPTS_PER_STREAM=$4 vb "$1" "$2" "$3" qwen2.5-7b-instruct
+  [ "$(ls $R/vb/$1-c*.json 2>/dev/null | wc -l)" -ge "$(echo "$3" | tr ',' '\n' | wc -l)" ] && touch $R/done-vb-$1; }
 # timeline LABEL: vLLM's own lines of a start, for where its seconds go.
 timeline() { grep -hE "non-default args|Loading weights|Model loading took|torch.compile|Compil|compil|AOT|aot|artifact|Capturing CUDA|Graph capturing finished|init engine|KV cache size|Starting vLLM|Application startup" \
     $R/vllm-$1.log | cut -c1-230 | tee $R/timeline-$1.txt | tee -a $R/summary.txt; }
@@ -269,7 +273,7 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
       [ $rc = 0 ] && vb tp2 8000 1,4,16,32 qwen2.5-14b-instruct /tmp/m-14b
       [ $rc = 0 ] && M=/tmp/m-14b ours tp2 8000 1,4,16,32 64 --input-len 512 --output-len 128 --ignore-eos yes
       stop_all; unset CUDA_VISIBLE_DEVICES ;;
-    # Run 9 (#15): the profile as sized (128 sequences here), the same with 256 (vLLM's own default)
+    # Run 9 (#15): the profile as sized (128 sequences here), the same with 256 (vLLM's default below 70 GiB)
     # and vLLM's defaults, all three up at once, each capped to a 16 GiB card's budget (idle
     # neighbours cost nothing: run 7), benchmarked in turn so drift and order fall on all alike.
     # They share the compile cache (max-num-seqs is not in vLLM's compile hash): one cold start.
@@ -299,7 +303,7 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
       done ;;
     # vLLM's one-file compile artifact (VLLM_USE_MEGA_AOT_ARTIFACT, default on only from torch
     # 2.12): a cold start writes it (its own cache key), a restart loads it; then a short bench.
-    g-mega) need 330 || continue; stop_all
+    g-mega) need 270 || continue; stop_all
       START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start mega-cold "$(cfg profile)" 8000 || rc=1; timeline mega-cold; stop 8000
       [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start mega-warm "$(cfg profile)" 8000 || rc=1; timeline mega-warm; }
       [ $rc = 0 ] && [ "$(left)" -gt 40 ] && PROMPTS_PER_STREAM=8 vb mega 8000 1,16 qwen2.5-7b-instruct
@@ -308,9 +312,10 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
     # VLLM_USE_MEGA_AOT_ARTIFACT=1. The profile as deployed (with it), vLLM's defaults as vLLM 0.26
     # starts them on torch 2.11 (without it) and the profile without it, all three up at once; every
     # level twice, then 32 streams four more turns and one stream two more each (the median that
-    # jumped in run 9, and the artifact's single-stream cost), the order rotated; then two restarts.
+    # jumped in run 9, and the artifact's single-stream cost), the order rotated; then three restarts.
     h-start) need 420 || continue; stop_all
-      start profile "$(cfg profile)" 8000 || rc=1
+      grep -q '^VLLM_USE_MEGA_AOT_ARTIFACT=1' $ENVF || { log "$ENVF lacks VLLM_USE_MEGA_AOT_ARTIFACT=1: render again"; rc=1; continue; }
+      START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start profile "$(cfg profile)" 8000 || rc=1
       c=$(cfg defaults); sed -i 's/^port: .*/port: 8001/' "$c"
       [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start defaults "$c" 8001 || rc=1; }
       c=$(cfg profile); cp "$c" $C/nomega.yaml; sed -i 's/^port: .*/port: 8002/' $C/nomega.yaml
@@ -321,15 +326,16 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
         vbx "${x%:*}" "${x#*:}" 1,4,16,32,64,4:8192:256 8 85 || { rc=1; break; }
       done
       [ $rc = 0 ] && for t in a b c d; do for x in profile:8000 defaults:8001 nomega:8002; do
-        vbx "${x%:*}-c32$t" "${x#*:}" 32 16 30 || { rc=1; break 2; }
+        vbx "${x%:*}-c32$t" "${x#*:}" 32 16 45 || { rc=1; break 2; }
       done; done
       [ $rc = 0 ] && for x in nomega-c1a:8002 profile-c1a:8000 defaults-c1a:8001 defaults-c1b:8001 profile-c1b:8000 nomega-c1b:8002; do
-        vbx "${x%:*}" "${x#*:}" 1 8 25 || { rc=1; break; }
+        vbx "${x%:*}" "${x#*:}" 1 8 45 || { rc=1; break; }
       done ;;
     h-restart) need 120 || continue; stop_all
       python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, bytecode cached: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
       for l in mega-a mega-b mega-c; do [ -e $R/done-$l ] && continue; need 50 || { rc=1; break; }
-        start "restart-$l" "$(cfg profile)" 8000 || rc=1; timeline "restart-$l"; stop 8000; [ $rc = 0 ] && touch $R/done-$l
+        START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start "restart-$l" "$(cfg profile)" 8000 || rc=1
+        timeline "restart-$l"; stop 8000; [ $rc = 0 ] && touch $R/done-$l
       done ;;
     stop) stop_all ;;
     pack)

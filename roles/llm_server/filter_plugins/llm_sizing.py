@@ -65,9 +65,8 @@ PROFILING_BUFFER_BYTES = 150 * MIB
 # hidden x 2 B: 1.01 GiB for the 7B, 0.43 GiB for the 1.5B, 0.29 GiB for the 0.6B; measured
 # 1.04-1.13, 0.45 and 0.30 GiB) plus float32 hidden states for the batched tokens (the 7B: 1.04 GiB
 # at 2,048 tokens, 1.13 GiB at 8,192) and (b) the sampler's float32 logits and probabilities for
-# every sequence, which vLLM's dummy sampler run allocates after the forward pass has freed its
-# own (16, 24, 128, 136, 256 and 1,024 sequences measured 1.03-1.13 GiB: runs 7 and 9), plus this
-# margin.
+# every sequence, an upper bound: they are not added to (a), since 16, 24, 128, 136, 256 and 1,024
+# sequences measured the same 1.03-1.13 GiB (runs 7 and 9), plus this margin.
 ACTIVATION_MARGIN_BYTES = 16 * MIB
 # When the model's shapes are unknown: the 7B's peak plus a quarter GiB.
 ACTIVATION_FALLBACK_BYTES = GIB + GIB // 4
@@ -87,9 +86,9 @@ CUDA_GRAPH_CAPTURE_SPECULATIVE_MAX = 1024
 # max_num_seqs from the KV cache: the capacity divided by a typical sequence's footprint (1024
 # tokens: the benchmark's 512 + 128, a FIM request, an agent's turn whose long prefix the prefix
 # cache holds once for all), in steps of 8 (vLLM's CUDA-graph capture sizes), between these
-# bounds. vLLM itself defaults to 256 sequences below 70 GiB (1024 above); its scheduler admits
-# only what the KV cache holds, so the bound costs nothing when sequences are long and keeps 32-64
-# short streams running at once.
+# bounds. vLLM itself defaults to 256 sequences below 70 GiB (1024 above, A100s excepted); its
+# scheduler admits only what the KV cache holds, so the bound costs nothing when sequences are long
+# and keeps 32-64 short streams running at once.
 SEQ_FOOTPRINT_TOKENS = 1024
 MIN_NUM_SEQS = 8
 MAX_NUM_SEQS = 256
