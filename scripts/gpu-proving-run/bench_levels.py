@@ -4,8 +4,10 @@ Usage: python bench_levels.py OUT_DIR LABEL LEVELS [vllm bench serve options ...
 LEVELS: comma-separated entries CONCURRENCY[:INPUT_LEN:OUTPUT_LEN] (default 512 in, 128 out),
 each run with --num-prompts max(K x concurrency, 4 x K) (K = $PROMPTS_PER_STREAM, default 4; half that
 for prompts over 2,048 tokens),
-random dataset, ignore_eos. Writes OUT_DIR/LABEL-cC-I.json (vLLM's own result file) and prints one
-line per level: output tok/s, TTFT mean/p50/p99, TPOT mean. Falls back to one CLI call per level
+random dataset, ignore_eos. Writes OUT_DIR/LABEL-cC-I.json (vLLM's own result file, with each
+request's TTFT and start time kept from --save-detailed: run 9's p50 at 32 streams jumped by a
+prefill step between turns, and only the requests show why) and prints one line per level:
+output tok/s, TTFT mean/p50/p99, TPOT mean. Falls back to one CLI call per level
 when vLLM's benchmark module cannot be imported this way.
 """
 
@@ -30,8 +32,18 @@ def level_args(out: Path, label: str, spec: str) -> tuple[str, list[str]]:
         "--dataset-name", "random", "--random-input-len", str(ilen), "--random-output-len", str(olen),
         "--ignore-eos", "--num-prompts", str(n), "--max-concurrency", str(c), "--seed", str(1000 + c),
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
-        "--disable-tqdm", "--save-result", "--result-dir", str(out), "--result-filename", name,
+        "--disable-tqdm", "--save-result", "--save-detailed",
+        "--result-dir", str(out), "--result-filename", name,
     ]  # fmt: skip
+
+
+# --save-detailed's bulky fields (every token's latency, the texts): not needed, and too big to carry back.
+BULKY = ("itls", "generated_texts", "input_lens", "output_lens", "errors")
+
+
+def slim(path: Path) -> None:
+    r = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in r.items() if k not in BULKY}))
 
 
 def summary(path: Path) -> str:
@@ -68,6 +80,8 @@ def main() -> None:
             except Exception as error:  # one level failing must not stop the others
                 print(f"{name}: failed: {error!r}", flush=True)
         done = out / name
+        if done.exists():
+            slim(done)
         line = summary(done) if done.exists() else f"{name}: no result"
         print(line, f"({time.time() - t0:.0f} s)", flush=True)
 
