@@ -88,6 +88,10 @@ stop() { local p; for port in "$@"; do p=$(cat $R/pid-$port 2>/dev/null) || cont
   kill -KILL -- -"$p" 2>/dev/null; rm -f $R/pid-$port; done; sleep 2; }
 stop_all() { stop 8000 8001 8002; }
 cfg() { cp -f $G/$1.yaml $C/$1.yaml && echo $C/$1.yaml; }
+# cfg_on NAME PORT [COPY]: cfg, as COPY.yaml when given, serving on PORT (several up at once).
+cfg_on() { local c=$C/${3:-$1}.yaml; cp -f $G/$1.yaml "$c" && sed -i "s/^port: .*/port: $2/" "$c" && echo "$c"; }
+# import_bound LABEL: the time of the API server's import alone, the bound a restart is held to.
+import_bound() { python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'$1: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt; }
 # vb LABEL PORT LEVELS: vllm bench serve, random dataset, ignore_eos, in one process (bench_levels.py).
 vb() { OPENAI_API_KEY=$(key) python3 scripts/gpu-proving-run/bench_levels.py $R/vb "$1" "$3" --backend openai \
     --base-url http://127.0.0.1:$2 --endpoint /v1/completions --model "$4" --tokenizer "${5:-$M}" 2>&1 \
@@ -157,8 +161,8 @@ EOF
     # appliance's venv is read-only to the unit, so without --compile-bytecode nothing is ever
     # cached), then a restart with stack samples of every process, then one as today's venv.
     d-import) need 60 || continue
-      python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, bytecode cached: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
-      PYTHONPYCACHEPREFIX=/tmp/nopyc PYTHONDONTWRITEBYTECODE=1 python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, no bytecode: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt ;;
+      import_bound "import, bytecode cached"
+      PYTHONPYCACHEPREFIX=/tmp/nopyc PYTHONDONTWRITEBYTECODE=1 import_bound "import, no bytecode" ;;
     d-restart2) need 250 || continue; stop_all
       ( for _ in $(seq 45); do echo "=== $(date +%s.%N)"; ps -eo pid,ppid,etimes,pcpu,args --sort=pid | grep -v "ps -eo" | cut -c1-200 | tail -n 40; sleep 2; done > $R/ps-restart.txt 2>&1 & )
       START_ENV="AIMACHINE_STACK_DIR=$R/stacks-restart PYTHONPATH=$PWD/scripts/gpu-proving-run/startup_sampler:$PYTHONPATH" start restart-sampled "$(cfg profile)" 8000 || rc=1
@@ -207,7 +211,7 @@ EOF
       ;;
     d-restart) need 150 || continue; stop_all
       # The import bound first, on an idle machine.
-      python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import vllm.entrypoints.openai.api_server {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      import_bound "import vllm.entrypoints.openai.api_server"
       du -sh /var/lib/aimachine/server/* 2>/dev/null | tee -a $R/summary.txt
       date +%T.%N > $R/restart-t0.txt; start restart "$(cfg profile)" 8000 || rc=1
       # Where the time goes: vLLM's own timestamped lines, from the process start to healthy.
@@ -279,8 +283,7 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
     # They share the compile cache (max-num-seqs is not in vLLM's compile hash): one cold start.
     g-start) need 400 || continue; stop_all
       start profile "$(cfg profile)" 8000 || rc=1
-      c=$(cfg defaults); sed -i 's/^port: .*/port: 8001/' "$c"
-      [ $rc = 0 ] && { start defaults "$c" 8001 || rc=1; }
+      [ $rc = 0 ] && { start defaults "$(cfg_on defaults 8001)" 8001 || rc=1; }
       [ $rc = 0 ] && { start p256 "$(cfg profile-256)" 8002 || rc=1; }
       nvidia-smi --query-compute-apps=pid,used_memory --format=csv | tee -a $R/summary.txt ;;
     g-rounds)
@@ -295,7 +298,7 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
     # Restarts with caches kept, the engine core forked (the unit's environment), one server at a
     # time: the import bound first, then each profile twice, alternating.
     g-restart) need 150 || continue; stop_all
-      python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, bytecode cached: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      import_bound "import, bytecode cached"
       for x in profile:8000:fork-a profile-256:8002:fork256-a profile:8000:fork-b profile-256:8002:fork256-b; do
         l=${x##*:}; [ -e $R/done-$l ] && continue; need 70 || { rc=1; break; }
         y=${x%:*}; start "restart-$l" "$(cfg ${y%:*})" "${y#*:}" || rc=1; timeline "restart-$l"; stop "${y#*:}"
@@ -316,10 +319,8 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
     h-start) need 420 || continue; stop_all
       grep -q '^VLLM_USE_MEGA_AOT_ARTIFACT=1' $ENVF || { log "$ENVF lacks VLLM_USE_MEGA_AOT_ARTIFACT=1: render again"; rc=1; continue; }
       START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start profile "$(cfg profile)" 8000 || rc=1
-      c=$(cfg defaults); sed -i 's/^port: .*/port: 8001/' "$c"
-      [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start defaults "$c" 8001 || rc=1; }
-      c=$(cfg profile); cp "$c" $C/nomega.yaml; sed -i 's/^port: .*/port: 8002/' $C/nomega.yaml
-      [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start nomega $C/nomega.yaml 8002 || rc=1; }
+      [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start defaults "$(cfg_on defaults 8001)" 8001 || rc=1; }
+      [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start nomega "$(cfg_on profile 8002 nomega)" 8002 || rc=1; }
       nvidia-smi --query-compute-apps=pid,used_memory --format=csv | tee -a $R/summary.txt ;;
     h-rounds)
       for x in profile-r1:8000 defaults-r1:8001 nomega-r1:8002 nomega-r2:8002 defaults-r2:8001 profile-r2:8000; do
@@ -332,7 +333,7 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
         vbx "${x%:*}" "${x#*:}" 1 8 45 || { rc=1; break; }
       done ;;
     h-restart) need 120 || continue; stop_all
-      python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'import, bytecode cached: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt
+      import_bound "import, bytecode cached"
       for l in mega-a mega-b mega-c; do [ -e $R/done-$l ] && continue; need 50 || { rc=1; break; }
         START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start "restart-$l" "$(cfg profile)" 8000 || rc=1
         timeline "restart-$l"; stop 8000; [ $rc = 0 ] && touch $R/done-$l
