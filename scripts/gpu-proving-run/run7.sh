@@ -33,10 +33,10 @@
 #   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=580 ... g-rounds pack; BUDGET=580 ... g-rounds g-restart pack;
 #   BUDGET=300 ... g-mega pack (its need lowered to 270 on the device); a last call by hand sourced
 #   these functions for one more restart with the artifact and a 1- and 4-stream bench (mega2).
-# Run 10 (prepared, not run): calls 1-6; call 7 carry [".gpu/p/dpart6", ".gpu/render7", ".gpu/tools"]:
+# Run 10 (session 9): calls 1-6; call 7 carry [".gpu/p/dpart6", ".gpu/render7", ".gpu/tools"]:
 #   CHECKPOINTS=chat BUDGET=580 bash scripts/gpu-proving-run/run7.sh parts6 install h-start pack;
-#   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=580 ... h-rounds pack (twice; it resumes);
-#   BUDGET=300 ... h-rounds h-restart pack. Then ab_table.py csv/report as for run 9.
+#   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=580 ... h-warm h-rounds pack; BUDGET=580 ...
+#   h-rounds h-restart pack (it resumes). Then ab_table.py csv/report as for run 9.
 # Issue 21 (needs nvidia-h200-x2, withheld now; prepared, not run): calls 1-7 on that kind, then
 #   carry [".gpu/render7", ".gpu/tools"]  command: bash scripts/gpu-proving-run/run7.sh t-tp2 pack
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ cfg_on() { local c=$C/${3:-$1}.yaml; cp -f $G/$1.yaml "$c" && sed -i "s/^port: .
 # import_bound LABEL: the time of the API server's import alone, the bound a restart is held to.
 import_bound() { python3 -c "import time; t = time.time(); import vllm.entrypoints.openai.api_server; print(f'$1: {time.time() - t:.1f} s')" 2>&1 | tail -1 | tee -a $R/summary.txt; }
 # vb LABEL PORT LEVELS: vllm bench serve, random dataset, ignore_eos, in one process (bench_levels.py).
-vb() { OPENAI_API_KEY=$(key) python3 scripts/gpu-proving-run/bench_levels.py $R/vb "$1" "$3" --backend openai \
+vb() { OPENAI_API_KEY=$(key) ${VB_TIMEOUT:+timeout $VB_TIMEOUT} python3 scripts/gpu-proving-run/bench_levels.py $R/vb "$1" "$3" --backend openai \
     --base-url http://127.0.0.1:$2 --endpoint /v1/completions --model "$4" --tokenizer "${5:-$M}" 2>&1 \
     | grep -E "tok/s|failed|no result|unavailable" | tee -a $R/summary.txt; }
 # ours LABEL PORT LEVELS N [args]: aimachine-bench, 512 in / 128 out, ignore_eos, /metrics around each level.
@@ -106,6 +106,15 @@ ours() { local label=$1 port=$2 levels=$3 n=$4; shift 4
 vbx() { [ -e $R/done-vb-$1 ] && return 0; need "$5" || return 1
   PROMPTS_PER_STREAM=$4 vb "$1" "$2" "$3" qwen2.5-7b-instruct
   [ "$(ls $R/vb/$1-c*.json 2>/dev/null | wc -l)" -ge "$(echo "$3" | tr ',' '\n' | wc -l)" ] && touch $R/done-vb-$1; }
+# turn NAME SEED LEVELS PROMPTS_PER_STREAM SECONDS CONFIG:PORT...: one bench process for the configs
+# served at once, level by level in the order given, the prompts of seed SEED shared by them
+# (files CONFIG-NAME-cC-I.json). Done when every file is there; cut at the budget, it resumes.
+turn() { local name=$1 seed=$2 levels=$3 k=$4 s=$5 x list=; shift 5
+  [ -e $R/done-turn-$name ] && return 0; need "$s" || return 1
+  for x in "$@"; do list="$list,${x%:*}-$name@${x#*:}"; done
+  BENCH_SEED=$seed PROMPTS_PER_STREAM=$k VB_TIMEOUT=$(( $(left) - 3 )) vb "${list#,}" 8000 "$levels" qwen2.5-7b-instruct
+  [ "$(ls $R/vb/*-$name-c*.json 2>/dev/null | wc -l)" -ge $(( $# * $(echo "$levels" | tr ',' '\n' | wc -l) )) ] && touch $R/done-turn-$name; }
+port_of() { case $1 in profile) echo 8000 ;; defaults) echo 8001 ;; *) echo 8002 ;; esac; }
 # timeline LABEL: vLLM's own lines of a start, for where its seconds go.
 timeline() { grep -hE "non-default args|Loading weights|Model loading took|torch.compile|Compil|compil|AOT|aot|artifact|Capturing CUDA|Graph capturing finished|init engine|KV cache size|Starting vLLM|Application startup" \
     $R/vllm-$1.log | cut -c1-230 | tee $R/timeline-$1.txt | tee -a $R/summary.txt; }
@@ -311,26 +320,30 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
       [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start mega-warm "$(cfg profile)" 8000 || rc=1; timeline mega-warm; }
       [ $rc = 0 ] && [ "$(left)" -gt 40 ] && PROMPTS_PER_STREAM=8 vb mega 8000 1,16 qwen2.5-7b-instruct
       stop_all ;;
-    # Run 10 (prepared in session 8, not run): the unit's environment now writes
-    # VLLM_USE_MEGA_AOT_ARTIFACT=1. The profile as deployed (with it), vLLM's defaults as vLLM 0.26
-    # starts them on torch 2.11 (without it) and the profile without it, all three up at once; every
-    # level twice, then 32 streams four more turns and one stream two more each (the median that
-    # jumped in run 9, and the artifact's single-stream cost), the order rotated; then three restarts.
+    # Run 10 (session 9): the unit's environment writes VLLM_USE_MEGA_AOT_ARTIFACT=1. The profile
+    # as deployed (with it), vLLM's defaults as vLLM 0.26 starts them on torch 2.11 (without it) and
+    # the profile without it, all three up at once. h-warm: every server one unmeasured pass of the
+    # loaded levels first (run 9's first turns were slower at 4 streams on all three). h-rounds:
+    # turns, each one process with the three servers interleaved level by level, its own prompts
+    # (BENCH_SEED) shared by the three, the order rotated: every level twice, 32 streams four more
+    # turns, one stream two more; then three restarts.
     h-start) need 420 || continue; stop_all
       grep -q '^VLLM_USE_MEGA_AOT_ARTIFACT=1' $ENVF || { log "$ENVF lacks VLLM_USE_MEGA_AOT_ARTIFACT=1: render again"; rc=1; continue; }
       START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=1" start profile "$(cfg profile)" 8000 || rc=1
       [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start defaults "$(cfg_on defaults 8001)" 8001 || rc=1; }
       [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start nomega "$(cfg_on profile 8002 nomega)" 8002 || rc=1; }
       nvidia-smi --query-compute-apps=pid,used_memory --format=csv | tee -a $R/summary.txt ;;
+    # Its files are turn "warm": left out of the tables (ab_table.py --skip-turn warm).
+    h-warm) turn warm 9000 32,64,4:8192:256 4 90 profile:8000 defaults:8001 nomega:8002 || rc=1 ;;
     h-rounds)
-      for x in profile-r1:8000 defaults-r1:8001 nomega-r1:8002 nomega-r2:8002 defaults-r2:8001 profile-r2:8000; do
-        vbx "${x%:*}" "${x#*:}" 1,4,16,32,64,4:8192:256 8 85 || { rc=1; break; }
+      for t in "r1 1000 profile defaults nomega" "r2 2000 nomega defaults profile"; do set -- $t
+        turn "$1" "$2" 1,4,16,32,64,4:8192:256 8 220 "$3:$(port_of $3)" "$4:$(port_of $4)" "$5:$(port_of $5)" || { rc=1; break; }
       done
-      [ $rc = 0 ] && for t in a b c d; do for x in profile:8000 defaults:8001 nomega:8002; do
-        vbx "${x%:*}-c32$t" "${x#*:}" 32 16 45 || { rc=1; break 2; }
-      done; done
-      [ $rc = 0 ] && for x in nomega-c1a:8002 profile-c1a:8000 defaults-c1a:8001 defaults-c1b:8001 profile-c1b:8000 nomega-c1b:8002; do
-        vbx "${x%:*}" "${x#*:}" 1 8 45 || { rc=1; break; }
+      [ $rc = 0 ] && for t in "c32a 3000 defaults nomega profile" "c32b 4000 profile defaults nomega" \
+          "c32c 5000 nomega profile defaults" "c32d 6000 defaults profile nomega" "c1a 7000 nomega profile defaults" \
+          "c1b 8000 profile nomega defaults"; do set -- $t
+        case $1 in c32*) lv=32 k=16 s=75 ;; *) lv=1 k=8 s=70 ;; esac
+        turn "$1" "$2" $lv $k $s "$3:$(port_of $3)" "$4:$(port_of $4)" "$5:$(port_of $5)" || { rc=1; break; }
       done ;;
     h-restart) need 120 || continue; stop_all
       import_bound "import, bytecode cached"
