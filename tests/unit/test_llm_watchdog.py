@@ -7,6 +7,8 @@ molecule's default scenario has it restart the real unit."""
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from unit_render import PLAYBOOK, render_units
 
 REPO = Path(__file__).resolve().parents[2]
 WATCHDOG = REPO / "roles/llm_server/files/llm_watchdog.py"
@@ -223,3 +226,32 @@ def test_an_embedding_engine_is_probed_by_embedding(embed_engine, tmp_path):
         assert "would restart: no answer to a 1-text embedding within 3 s, 2 probes in a row" in second.stdout
     finally:
         proc.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.skipif(PLAYBOOK is None, reason="ansible-playbook is not installed")
+def test_each_served_role_is_probed_by_the_request_it_serves(tmp_path):
+    """The unit llm_server writes for a chat, an embed and a rerank model: a reranker probed with a
+    completion would get vLLM's 404, which the watchdog takes for a live engine, wedged or not."""
+    units = render_units(tmp_path, ["llm-watchdog", "llm-watchdog-embed", "llm-watchdog-rerank"])
+    for name, kind in (("llm-watchdog", "completions"), ("llm-watchdog-embed", "embeddings"),
+                       ("llm-watchdog-rerank", "rerank")):  # fmt: skip
+        line = next(x for x in units[name].splitlines() if x.startswith("ExecStart="))
+        argv = shlex.split(line.removeprefix("ExecStart="))
+        assert (argv[argv.index("--probe") + 1] if "--probe" in argv else "completions") == kind, line
+
+
+def test_every_probe_is_a_request_the_pinned_vllm_serves():
+    """Each probe's path and body against the pinned vLLM's own routers and request models, and the
+    list the watchdog reads from a 200 against its response models (tests/unit/vllm_probe_check.py)."""
+    python = os.environ.get("AIMACHINE_VLLM_PYTHON")
+    if not python or not shutil.which(python):
+        pytest.skip("set AIMACHINE_VLLM_PYTHON to a Python with the pinned vLLM")
+    done = subprocess.run(
+        [python, str(Path(__file__).with_name("vllm_probe_check.py")), str(WATCHDOG.parent)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    for kind, (path, *_) in (("completions", ("/v1/completions",)), ("embeddings", ("/v1/embeddings",)),
+                             ("rerank", ("/rerank",))):  # fmt: skip
+        assert f"{kind}: POST {path} -> " in done.stdout and f"{kind}: " in done.stdout, done.stdout
+    assert done.stdout.count(": ok") == 3, done.stdout

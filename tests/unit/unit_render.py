@@ -38,6 +38,13 @@ UNITS: dict[str, tuple[str, str, dict]] = {
         {**_SERVER, "llm_server_model_path": "/home/u/models/m", "llm_server_vllm_download_dir": "/srv/dl"},
     ),
     "llm-watchdog": ("llm_server", "llm-watchdog.service.j2", _SERVER),
+    # Each served role is probed by the request it serves (tests/unit/test_llm_watchdog.py).
+    "llm-watchdog-embed": ("llm_server", "llm-watchdog.service.j2", {**_SERVER, "llm_server_role": "embed"}),
+    "llm-watchdog-rerank": (
+        "llm_server",
+        "llm-watchdog.service.j2",
+        {**_SERVER, "llm_server_role": "rerank", "llm_server_engine": "vllm"},
+    ),
     "gateway": ("llm_gateway", "gateway.service.j2", _GATEWAY),
     "gateway-noseccomp": (
         "llm_gateway",

@@ -4,10 +4,11 @@
 An engine can answer /health with 200 while it no longer generates (a huge prompt holding the CPU
 engine, a wedged GPU worker, a stopped process). systemd's timer runs this every minute: it sends
 one completion of one token (`--probe embeddings`: one embedding of one text, for an embedding
-model) with the key from the engine's 0600 EnvironmentFile (read here, never on a command line),
-and after --failures probes in a row without an answer within --timeout it restarts the unit,
-saying why in the journal. An engine that is not listening (starting, or dead: systemd's Restart=
-handles that) or a unit that is not active is left alone.
+model; `--probe rerank`: one document ranked, for a reranker) with the key from the engine's 0600
+EnvironmentFile (read here, never on a command line), and after --failures probes in a row without
+an answer within --timeout it restarts the unit, saying why in the journal. An engine that is not
+listening (starting, or dead: systemd's Restart= handles that) or a unit that is not active is left
+alone.
 
 Standard library only: it runs with the host's python3. Exit status 0 unless the restart failed.
 """
@@ -31,20 +32,35 @@ def read_key(env_file: Path) -> str:
     return ""
 
 
-# What a probe asks: the smallest real request of the engine's kind.
+# What a probe asks: the smallest real request of the engine's kind, and the list its answer holds.
+# A model of another kind refuses the request with a 4xx, which only says the API server is up:
+# each kind is probed by the request it serves (tests/unit/test_llm_watchdog.py checks every body
+# and answer against the pinned vLLM's own request and response models).
 PROBES = {
     # /v1/completions: every generating engine has it, chat template or not.
-    "completions": ("/v1/completions", "1-token completion", "generated 1 token", "choices"),
+    "completions": ("/v1/completions", {"prompt": "ok", "max_tokens": 1, "stream": False},
+                    "1-token completion", "generated 1 token", "choices"),
     # An embedding model generates nothing (its /v1/completions is a 404): it embeds one text.
-    "embeddings": ("/v1/embeddings", "1-text embedding", "embedded 1 text", "data"),
-}
+    "embeddings": ("/v1/embeddings", {"input": "ok"}, "1-text embedding", "embedded 1 text", "data"),
+    # A reranker (vLLM's score runner) neither generates nor embeds: it ranks one document.
+    "rerank": ("/rerank", {"query": "ok", "documents": ["ok"]}, "1-document rerank", "ranked 1 document",
+               "results"),
+}  # fmt: skip
+
+
+def answered(kind: str, data: bytes) -> bool:
+    """Whether a 200's body holds what the probe asked for (one choice, vector or ranking)."""
+    try:
+        json.loads(data)[PROBES[kind][4]][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return False
+    return True
 
 
 def probe(base_url: str, model: str, key: str, timeout: float, kind: str = "completions") -> tuple[str, str]:
     """('ok' | 'down' | 'failed', what happened): down means nothing listens on the port."""
     url = urlsplit(base_url)
-    path, name, done, field = PROBES[kind]
-    request = {"prompt": "ok", "max_tokens": 1, "stream": False} if kind == "completions" else {"input": "ok"}
+    path, request, name, done, field = PROBES[kind]
     body = json.dumps({"model": model, **request})
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
@@ -67,9 +83,7 @@ def probe(base_url: str, model: str, key: str, timeout: float, kind: str = "comp
         return "ok", f"the {name} was refused (HTTP {resp.status}, {took:.2f} s): {data[:200]!r}"
     if resp.status != 200:
         return "failed", f"the {name} answered HTTP {resp.status}: {data[:200]!r}"
-    try:
-        json.loads(data)[field][0]
-    except (ValueError, KeyError, IndexError, TypeError):
+    if not answered(kind, data):
         return "failed", f"the {name} answered no {field}: {data[:200]!r}"
     return "ok", f"{done} in {took:.2f} s"
 
