@@ -26,7 +26,8 @@ def to_csv(vb_dir: Path, out: Path) -> int:
     rows = []
     for path in sorted(vb_dir.glob("*-*-c*-*.json")):
         config, turn, level, ilen = path.stem.rsplit("-", 3)
-        if not turn or not level.startswith("c"):
+        # "warm": run7.sh h-warm's unmeasured pass before the turns.
+        if not turn or turn == "warm" or not level.startswith("c"):
             continue
         r = json.loads(path.read_text())
         rows.append({

@@ -333,7 +333,7 @@ r = json.load(urllib.request.urlopen(req, timeout=60)); print('embeddings:', len
       [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start defaults "$(cfg_on defaults 8001)" 8001 || rc=1; }
       [ $rc = 0 ] && { START_ENV="VLLM_USE_MEGA_AOT_ARTIFACT=0" start nomega "$(cfg_on profile 8002 nomega)" 8002 || rc=1; }
       nvidia-smi --query-compute-apps=pid,used_memory --format=csv | tee -a $R/summary.txt ;;
-    # Its files are turn "warm": left out of the tables (ab_table.py --skip-turn warm).
+    # Its files are turn "warm": ab_table.py leaves them out of the tables.
     h-warm) turn warm 9000 32,64,4:8192:256 4 90 profile:8000 defaults:8001 nomega:8002 || rc=1 ;;
     h-rounds)
       for t in "r1 1000 profile defaults nomega" "r2 2000 nomega defaults profile"; do set -- $t
