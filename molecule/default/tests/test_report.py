@@ -176,8 +176,9 @@ def test_timer_is_scheduled_and_its_service_hardened(host):
     assert props["PrivateMounts"] == "yes"
     assert "AIMACHINE_SANDBOX_USER=aimachine-sandbox" in props["Environment"].split()
     unit = host.file("/etc/systemd/system/aimachine-verify.service").content_string
-    # The scenario sets the quick suite (its side effect runs the service); the default is full.
-    assert "Ansible managed" in unit and "--mode quick --force" in unit
+    # The default scenario sets quick (its side effect runs the service); the role default is full.
+    mode = host.ansible.get_variables().get("llm_verify_timer_mode", "full")
+    assert "Ansible managed" in unit and f"--mode {mode} --force" in unit
 
 
 def test_timer_service_exposure(exposure, can_filter):
