@@ -3,6 +3,7 @@
 Usage:
   python ab_table.py csv VB_DIR OUT.csv      # vllm bench serve result files -> one row a run
   python ab_table.py report OUT.csv [PNG] [BASELINE]   # ratios against BASELINE (defaults), + a plot
+  python ab_table.py pooled VB_DIR [PNG] [BASELINE]    # TTFT p50 over all turns' requests, + histograms
 
 Result files are named CONFIG-TURN-cC-INPUTLEN.json (bench_levels.py); rows are in the order the
 runs were made. A level's figure for a config is the mean over its turns; the ratio is that mean
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -126,7 +128,64 @@ def plot(levels: dict, png: Path, baseline: str = "defaults") -> None:
     fig.savefig(png, dpi=110)
 
 
+def pooled(vb_dir: Path) -> dict[tuple[int, int], dict[str, list[float]]]:
+    """Every request's TTFT in ms (bench_levels.py keeps them), by level and config, all turns but
+    the warm-up pooled: a median of 256 requests split by a prefill step moves with one request,
+    the pooled one over all turns much less."""
+    levels: dict[tuple[int, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(vb_dir.glob("*-*-c*-*.json")):
+        config, turn, level, ilen = path.stem.rsplit("-", 3)
+        ttfts = json.loads(path.read_text()).get("ttfts")
+        if turn and turn != "warm" and level.startswith("c") and ttfts:
+            levels[(int(ilen), int(level[1:]))][config] += [t * 1000 for t in ttfts]
+    return levels
+
+
+def pooled_markdown(levels: dict, baseline: str = "defaults") -> str:
+    head = f"| streams | config | requests | TTFT p50 ms, all turns / {baseline} | ratio | p90 / {baseline} |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for (ilen, streams), by_config in sorted(levels.items()):
+        base = sorted(by_config.get(baseline, []))
+        for config, unsorted in sorted(by_config.items()):
+            if config == baseline or not base:
+                continue
+            values = sorted(unsorted)
+            p50, b50 = statistics.median(values), statistics.median(base)
+            p90, b90 = values[int(0.9 * (len(values) - 1))], base[int(0.9 * (len(base) - 1))]
+            level = f"{streams}" if ilen == 512 else f"{streams}, {ilen // 1024}k prompts"
+            lines.append(f"| {level} | {config} | {len(values)} / {len(base)} | {p50:.1f} / {b50:.1f} | "
+                         f"{p50 / b50:.3f} | {p90:.1f} / {b90:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def pooled_plot(levels: dict, png: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    keys = sorted(levels)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.4), squeeze=False)
+    for ax, (ilen, streams) in zip(axes[0], keys, strict=True):
+        for n, (config, values) in enumerate(sorted(levels[(ilen, streams)].items())):
+            ax.hist(values, bins=40, histtype="step", color=f"C{n}", label=config)
+            ax.axvline(statistics.median(values), color=f"C{n}", lw=0.8, ls="--")
+        ax.set_title(f"{streams} streams" + ("" if ilen == 512 else f", {ilen // 1024}k in"))
+        ax.set_xlabel("TTFT (ms)")
+    axes[0][0].set_ylabel("requests")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Every request's time to first token, all turns (dashed: the pooled median)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def main() -> None:
+    if sys.argv[1] == "pooled":
+        levels = pooled(Path(sys.argv[2]))
+        print(pooled_markdown(levels, sys.argv[4] if len(sys.argv) > 4 else "defaults"))
+        if len(sys.argv) > 3:
+            pooled_plot(levels, Path(sys.argv[3]))
+        return
     if sys.argv[1] == "csv":
         print(f"{to_csv(Path(sys.argv[2]), Path(sys.argv[3]))} runs -> {sys.argv[3]}")
         return
