@@ -37,8 +37,9 @@
 #   CHECKPOINTS=chat BUDGET=580 bash scripts/gpu-proving-run/run7.sh parts6 install h-start pack;
 #   then carry [".gpu/render7", ".gpu/tools"]: BUDGET=300 ... h-warm h-rounds pack, the same again
 #   until h-rounds is done (it resumes), then BUDGET=300 ... h-restart pack. Then ab_table.py
-#   csv/report as for run 9, and ab_table.py pooled (every request's TTFT, all turns). As made: calls 1-7 came back (536 s); the first measuring call (580 s)
-#   was lost with the machine, and with it all it had measured: hence calls of 300 s.
+#   csv/report as for run 9, and ab_table.py pooled (every request's TTFT, all turns). As made:
+#   calls 1-7 came back (536 s); the first measuring call (580 s) was lost with the machine, and
+#   with it all it had measured: hence calls of 300 s.
 # Issue 21 (needs nvidia-h200-x2, withheld now; prepared, not run): calls 1-7 on that kind, then
 #   carry [".gpu/render7", ".gpu/tools"]  command: bash scripts/gpu-proving-run/run7.sh t-tp2 pack
 # ---------------------------------------------------------------------------------------------
