@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from pinned_vllm import vllm_python
 from unit_render import PLAYBOOK, render_units
 
 REPO = Path(__file__).resolve().parents[2]
@@ -243,8 +243,8 @@ def test_each_served_role_is_probed_by_the_request_it_serves(tmp_path):
 def test_every_probe_is_a_request_the_pinned_vllm_serves():
     """Each probe's path and body against the pinned vLLM's own routers and request models, and the
     list the watchdog reads from a 200 against its response models (tests/unit/vllm_probe_check.py)."""
-    python = os.environ.get("AIMACHINE_VLLM_PYTHON")
-    if not python or not shutil.which(python):
+    python = vllm_python()
+    if python is None:
         pytest.skip("set AIMACHINE_VLLM_PYTHON to a Python with the pinned vLLM")
     done = subprocess.run(
         [python, str(Path(__file__).with_name("vllm_probe_check.py")), str(WATCHDOG.parent)],

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from pinned_vllm import vllm_python
 from render_playbook import PLAYBOOK, render_serving_config
 from sizing_plugin import sizing
 
@@ -109,8 +108,8 @@ def test_the_14b_entry_across_two_one_gpu_hosts_renders_ray_pipeline_stages(tmp_
     assert config["pipeline-parallel-size"] == 2
     assert config["distributed-executor-backend"] == "ray"
     assert config["max-model-len"] == 32768
-    python = os.environ.get("AIMACHINE_VLLM_PYTHON")
-    if python and shutil.which(python):
+    python = vllm_python()
+    if python:
         checked = subprocess.run(
             [python, str(CHECKER), path], capture_output=True, text=True, timeout=900, check=False
         )

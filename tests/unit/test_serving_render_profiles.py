@@ -4,13 +4,12 @@ rendered as a user runs it, and (with AIMACHINE_VLLM_PYTHON) checked by the pinn
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from pinned_vllm import vllm_python
 from render_playbook import REPO, render_serving_config
 from sizing_plugin import sizing
 
@@ -28,8 +27,8 @@ def _render(tmp_path: Path, name: str, **variables) -> tuple[dict, dict]:
 
 
 def _check(*paths: Path) -> subprocess.CompletedProcess | None:
-    python = os.environ.get("AIMACHINE_VLLM_PYTHON")
-    if not python or not shutil.which(python):
+    python = vllm_python()
+    if python is None:
         return None
     return subprocess.run(
         [python, str(CHECKER), *map(str, paths)], capture_output=True, text=True, timeout=900, check=False

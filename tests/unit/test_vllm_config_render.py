@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ pytest.importorskip("ansible")
 from ansible.errors import AnsibleError
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from pinned_vllm import vllm_python
 from sizing_plugin import CARD_16GB_DESKTOP, sizing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -204,15 +203,8 @@ def test_forbidden_extras_fail_with_a_reason(extra, message):
 # --- the rendered file against the pinned vLLM (CI installs it into a throwaway venv) ---------
 
 
-def _vllm_python() -> str | None:
-    python = os.environ.get("AIMACHINE_VLLM_PYTHON")
-    return python if python and shutil.which(python) else None
-
-
 @pytest.mark.e2e
-@pytest.mark.skipif(
-    _vllm_python() is None, reason="set AIMACHINE_VLLM_PYTHON to a Python with vLLM installed"
-)
+@pytest.mark.skipif(vllm_python() is None, reason="set AIMACHINE_VLLM_PYTHON to a Python with vLLM installed")
 def test_rendered_config_keys_exist_in_vllm(tmp_path):
     good = tmp_path / "vllm-config.yaml"
     good.write_text(render(default_vars()))
@@ -229,7 +221,7 @@ def test_rendered_config_keys_exist_in_vllm(tmp_path):
         .replace("prompt_lookup_max", "prompt_lookup_maxx")
     )
     done = subprocess.run(
-        [_vllm_python(), str(CHECKER), str(good), str(bogus), *specs, str(bad_spec)],
+        [vllm_python(), str(CHECKER), str(good), str(bogus), *specs, str(bad_spec)],
         check=False,
         capture_output=True,
         text=True,
