@@ -18,23 +18,32 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 FIELDS = ("date", "config", "turn", "streams", "input_len", "prompts", "output_tok_s", "ttft_p50_ms",
           "ttft_mean_ms", "ttft_p99_ms", "tpot_mean_ms")  # fmt: skip
 
 
-def to_csv(vb_dir: Path, out: Path) -> int:
-    rows = []
+def runs(vb_dir: Path) -> Iterator[tuple[str, str, int, int, dict]]:
+    """(config, turn, streams, input length, vLLM's result) of each measured run in vb_dir."""
     for path in sorted(vb_dir.glob("*-*-c*-*.json")):
         config, turn, level, ilen = path.stem.rsplit("-", 3)
         # "warm": run7.sh h-warm's unmeasured pass before the turns.
-        if not turn or turn == "warm" or not level.startswith("c"):
-            continue
-        r = json.loads(path.read_text())
+        if turn and turn != "warm" and level.startswith("c"):
+            yield config, turn, int(level[1:]), int(ilen), json.loads(path.read_text())
+
+
+def level_name(ilen: int, streams: int) -> str:
+    return f"{streams}" if ilen == 512 else f"{streams}, {ilen // 1024}k prompts"
+
+
+def to_csv(vb_dir: Path, out: Path) -> int:
+    rows = []
+    for config, turn, streams, ilen, r in runs(vb_dir):
         rows.append({
-            "date": r.get("date", ""), "config": config, "turn": turn, "streams": int(level[1:]),
-            "input_len": int(ilen),
+            "date": r.get("date", ""), "config": config, "turn": turn, "streams": streams,
+            "input_len": ilen,
             "prompts": r["completed"], "output_tok_s": round(r["output_throughput"], 1),
             "ttft_p50_ms": round(r["median_ttft_ms"], 1), "ttft_mean_ms": round(r["mean_ttft_ms"], 1),
             "ttft_p99_ms": round(r["p99_ttft_ms"], 1), "tpot_mean_ms": round(r["mean_tpot_ms"], 3),
@@ -69,7 +78,7 @@ def ratios(levels: dict, baseline: str = "defaults") -> list[dict]:
             if config == baseline:
                 continue
             out.append({
-                "level": f"{streams}" if ilen == 512 else f"{streams}, {ilen // 1024}k prompts",
+                "level": level_name(ilen, streams),
                 "config": config, "turns": len(rows),
                 "tok_s": [float(r["output_tok_s"]) for r in rows],
                 "base_tok_s": [float(r["output_tok_s"]) for r in base],
@@ -133,11 +142,9 @@ def pooled(vb_dir: Path) -> dict[tuple[int, int], dict[str, list[float]]]:
     the warm-up pooled: a median of 256 requests split by a prefill step moves with one request,
     the pooled one over all turns much less."""
     levels: dict[tuple[int, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for path in sorted(vb_dir.glob("*-*-c*-*.json")):
-        config, turn, level, ilen = path.stem.rsplit("-", 3)
-        ttfts = json.loads(path.read_text()).get("ttfts")
-        if turn and turn != "warm" and level.startswith("c") and ttfts:
-            levels[(int(ilen), int(level[1:]))][config] += [t * 1000 for t in ttfts]
+    for config, _turn, streams, ilen, r in runs(vb_dir):
+        if r.get("ttfts"):  # runs before bench_levels.py kept them have none
+            levels[(ilen, streams)][config] += [t * 1000 for t in r["ttfts"]]
     return levels
 
 
@@ -152,7 +159,7 @@ def pooled_markdown(levels: dict, baseline: str = "defaults") -> str:
             values = sorted(unsorted)
             p50, b50 = statistics.median(values), statistics.median(base)
             p90, b90 = values[int(0.9 * (len(values) - 1))], base[int(0.9 * (len(base) - 1))]
-            level = f"{streams}" if ilen == 512 else f"{streams}, {ilen // 1024}k prompts"
+            level = level_name(ilen, streams)
             lines.append(f"| {level} | {config} | {len(values)} / {len(base)} | {p50:.1f} / {b50:.1f} | "
                          f"{p50 / b50:.3f} | {p90:.1f} / {b90:.1f} |")  # fmt: skip
     return "\n".join(lines)
